@@ -1,0 +1,19 @@
+"""Shared fixtures: where the shared data lives, tiny random models."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The shared evaluation data (`PARE_DATA_DIR`, default ../shared/data beside the repo)."""
+    path = Path(os.environ.get("PARE_DATA_DIR", REPO.parent / "shared" / "data"))
+    if not (path / "SHA256SUMS").exists():
+        pytest.fail(f"shared data not found at {path}; set PARE_DATA_DIR")
+    return path

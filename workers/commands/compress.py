@@ -1,0 +1,5 @@
+"""`pare` commands: compress (placeholder until its module lands)."""
+
+import click
+
+COMMANDS: list[click.Command] = []

@@ -1,0 +1,39 @@
+"""Domain errors raised by the core; the service maps each `code` to an HTTP status in one place."""
+
+from __future__ import annotations
+
+
+class PareError(Exception):
+    """Base class: `code` is stable and machine-readable, the message is for people."""
+
+    code = "pare_error"
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class UnsupportedArchitecture(PareError):
+    code = "unsupported_architecture"
+
+
+class ModelRefused(PareError):
+    """Remote code, pickle-only weights, an id that is a path or URL."""
+
+    code = "model_refused"
+
+
+class ModelNotFound(PareError):
+    code = "model_not_found"
+
+
+class InvalidCalibrationData(PareError):
+    code = "invalid_data"
+
+
+class BudgetInfeasible(PareError):
+    code = "budget_infeasible"
+
+
+class InvalidSpec(PareError):
+    code = "invalid_spec"
