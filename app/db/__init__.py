@@ -1,0 +1,1 @@
+"""Persistence: the typed ORM, the engine factory, and the job state machine (leases and fences)."""
