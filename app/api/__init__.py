@@ -1,0 +1,1 @@
+"""HTTP layer: routes, dependencies, and the one mapping from domain errors to problem+json."""

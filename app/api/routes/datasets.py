@@ -1,0 +1,66 @@
+"""/v1/datasets: multipart upload (field `file`), capped while streaming."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+
+from app import schemas
+from app.api.deps import SessionDep, SettingsDep, StorageDep, TenantDep
+from app.services import datasets
+from app.services.uploads import receive_file
+
+router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
+UPLOAD_SCHEMA = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                }
+            }
+        },
+    }
+}
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=schemas.DatasetOut,
+    openapi_extra=UPLOAD_SCHEMA,
+    responses={
+        401: {"model": schemas.Problem},
+        413: {"model": schemas.Problem, "description": "Larger than PARE_MAX_UPLOAD_BYTES"},
+        422: {"model": schemas.Problem, "description": "Not a supported text format"},
+    },
+)
+async def upload_dataset(
+    request: Request, tenant: TenantDep, session: SessionDep, settings: SettingsDep, storage: StorageDep
+) -> schemas.DatasetOut:
+    """Upload calibration or evaluation data (.txt, .jsonl, .csv, .tsv, .parquet); returns its id."""
+    spool = Path(settings.work_dir) / "uploads"
+    spool.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=spool, prefix="upload-") as tmp:
+        upload = await receive_file(
+            content_type=request.headers.get("content-type"),
+            content_length=request.headers.get("content-length"),
+            stream=request.stream(),
+            dest=tmp,  # type: ignore[arg-type]
+            cap=settings.max_upload_bytes,
+        )
+
+        def store() -> schemas.DatasetOut:
+            dataset = datasets.create_dataset(
+                session, tenant_id=tenant.id, upload=upload, path=Path(tmp.name), storage=storage
+            )
+            session.commit()
+            return schemas.DatasetOut.model_validate(dataset, from_attributes=True)
+
+        return await run_in_threadpool(store)

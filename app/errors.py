@@ -1,0 +1,60 @@
+"""Service-level errors; app.api.problems maps these and workers.errors.PareError to HTTP in one place."""
+
+from __future__ import annotations
+
+
+class ServiceError(Exception):
+    """Base: an HTTP status, a stable code, and optionally the offending request field."""
+
+    status = 400
+    code = "bad_request"
+    title = "Bad request"
+
+    def __init__(self, detail: str, *, field: str | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.field = field
+
+
+class Unauthorized(ServiceError):
+    status, code, title = 401, "unauthorized", "Missing or invalid API key"
+
+
+class NotFound(ServiceError):
+    status, code, title = 404, "not_found", "Not found"
+
+
+class Conflict(ServiceError):
+    status, code, title = 409, "conflict", "Conflict"
+
+
+class IdempotencyInFlight(ServiceError):
+    status, code, title = 409, "idempotency_in_flight", "A request with this Idempotency-Key is in flight"
+
+
+class IdempotencyMismatch(ServiceError):
+    status, code, title = 422, "idempotency_key_reused", "Idempotency-Key reused with another body"
+
+
+class InvalidRequest(ServiceError):
+    status, code, title = 422, "invalid_request", "Invalid request"
+
+
+class PayloadTooLarge(ServiceError):
+    status, code, title = 413, "payload_too_large", "Payload too large"
+
+
+class RangeNotSatisfiable(ServiceError):
+    status, code, title = 416, "range_not_satisfiable", "Range not satisfiable"
+
+
+class CorruptArtifact(ServiceError):
+    status, code, title = 500, "artifact_corrupt", "Stored artifact failed its checksum"
+
+
+class Unavailable(ServiceError):
+    status, code, title = 503, "service_unavailable", "Service unavailable"
+
+
+class NotImplementedYet(ServiceError):
+    status, code, title = 501, "not_implemented", "Not implemented"

@@ -1,0 +1,170 @@
+"""Request and response schemas of the HTTP API (a leaf module: pydantic only, workers may import it)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
+
+METHODS = ("id", "svd", "magnitude")
+EVAL_TASKS = ("perplexity", "classification", "sts", "latency")
+JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelling", "cancelled"]
+WebhookEvent = Literal["succeeded", "failed", "cancelled"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelRef(Strict):
+    id: str = Field(min_length=1, max_length=200, examples=["sentence-transformers/all-MiniLM-L6-v2"])
+    revision: str | None = Field(default=None, max_length=100)
+
+
+class MethodSpec(Strict):
+    name: Literal["id", "svd", "magnitude"]
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class TargetSpec(Strict):
+    mac_ratio: float = Field(gt=0, le=1, description="Kept fraction of the blocks' MACs, in (0, 1].")
+    reference_seq_len: int | None = Field(default=None, gt=0, le=65536)
+
+
+class CalibrationSpec(Strict):
+    dataset: str = Field(min_length=1, max_length=200, description="An uploaded dataset id or a hub dataset id.")
+    split: str = Field(default="train", max_length=100)
+    text_column: str | None = Field(default=None, max_length=200)
+    num_samples: int = Field(default=128, gt=0)
+    max_seq_length: int = Field(default=128, gt=0)
+    seed: int = 0
+
+
+class EvaluationSpec(BaseModel):
+    """One evaluation task; keys other than these (e.g. `seq_len`) are passed to the task as options."""
+
+    model_config = ConfigDict(extra="allow")
+
+    task: Literal["perplexity", "classification", "sts", "latency"]
+    dataset: str | None = Field(default=None, max_length=200)
+    split: str | None = Field(default=None, max_length=100)
+    text_column: str | None = Field(default=None, max_length=200)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    def all_options(self) -> dict[str, Any]:
+        """`options` merged with the extra keys."""
+        return {**(self.model_extra or {}), **self.options}
+
+
+class WebhookSpec(Strict):
+    url: AnyHttpUrl
+    events: list[WebhookEvent] = Field(default_factory=lambda: ["succeeded", "failed", "cancelled"])
+
+
+class JobRequest(Strict):
+    model: ModelRef
+    method: MethodSpec
+    target: TargetSpec
+    calibration: CalibrationSpec
+    evaluation: list[EvaluationSpec] = Field(default_factory=list, max_length=16)
+    webhook: WebhookSpec | None = None
+
+
+class Progress(BaseModel):
+    stage: str | None = None
+    block: int | None = None
+    total_blocks: int | None = None
+    percent: float = 0.0
+    eta_seconds: float | None = None
+
+
+class JobError(BaseModel):
+    code: str
+    message: str
+
+
+class Job(BaseModel):
+    """A job: the echoed request (model, method, target, calibration, evaluation, webhook) and its state."""
+
+    object: Literal["job"] = "job"
+    id: str
+    status: JobStatus
+    model: ModelRef
+    method: MethodSpec
+    target: TargetSpec
+    calibration: CalibrationSpec
+    evaluation: list[EvaluationSpec]
+    webhook: WebhookSpec | None = None
+    attempt: int
+    max_attempts: int
+    resolved: dict[str, Any] | None = None
+    progress: Progress
+    results: dict[str, Any] | None = None
+    error: JobError | None = None
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+class JobList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[Job]
+    has_more: bool
+
+
+class JobEvent(BaseModel):
+    object: Literal["job.event"] = "job.event"
+    seq: int
+    type: str
+    created_at: datetime
+    data: dict[str, Any]
+
+
+class JobEventList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[JobEvent]
+    has_more: bool
+
+
+class ArtifactOut(BaseModel):
+    object: Literal["artifact"] = "artifact"
+    name: str
+    size_bytes: int
+    sha256: str
+    content_type: str
+    download_url: str
+
+
+class ArtifactList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ArtifactOut]
+    has_more: bool = False
+
+
+class DatasetOut(BaseModel):
+    object: Literal["dataset"] = "dataset"
+    id: str
+    filename: str
+    size_bytes: int
+    sha256: str
+    format: str
+    created_at: datetime
+
+
+class EstimateRequest(Strict):
+    model: ModelRef
+    method: MethodSpec = Field(default_factory=lambda: MethodSpec(name="id"))
+    target: TargetSpec
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details, plus the stable `code` and the offending `field`."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+    field: str | None = None
+    errors: list[dict[str, Any]] | None = None

@@ -1,0 +1,86 @@
+"""Checks made before a job is queued: the model's config is read, datasets must exist, limits hold."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.db.models import Dataset
+from app.errors import InvalidRequest
+from app.schemas import EstimateRequest, JobRequest
+from app.settings import Settings
+from workers import hub
+from workers.errors import ModelRefused
+
+DATASET_PREFIX = "ds_"
+
+
+def inspect_model(*, model_id: str, revision: str | None) -> tuple[hub.ResolvedModel, hub.ModelInfo]:
+    """Resolve and inspect a hub id offline; ids that are paths or URLs are refused first."""
+    hub.validate_model_id(model_id)
+    resolved = hub.resolve_model(model_id, revision)
+    return resolved, hub.inspect_model(resolved)
+
+
+def check_dataset_ref(session: Session, *, tenant_id: str, ref: str, field: str) -> Dataset | None:
+    """An uploaded dataset of this tenant (`ds_...`), or None for a syntactically valid hub dataset id."""
+    if ref.startswith(DATASET_PREFIX):
+        dataset = session.scalars(
+            select(Dataset).where(Dataset.id == ref, Dataset.tenant_id == tenant_id)
+        ).first()
+        if dataset is None:
+            raise InvalidRequest(f"dataset {ref!r} does not exist", field=field)
+        return dataset
+    try:
+        hub.validate_model_id(ref)
+    except ModelRefused as exc:
+        raise InvalidRequest(f"{ref!r} is neither an uploaded dataset id nor a hub dataset id", field=field) from exc
+    return None
+
+
+def validate_job_request(
+    session: Session, *, tenant_id: str, request: JobRequest, settings: Settings
+) -> dict[str, Any]:
+    """Everything checkable at submit time; returns the facts resolved so far (model revision, type)."""
+    cal = request.calibration
+    if cal.num_samples > settings.max_num_samples:
+        raise InvalidRequest(f"at most {settings.max_num_samples} samples", field="calibration.num_samples")
+    if cal.max_seq_length > settings.max_seq_length:
+        raise InvalidRequest(f"at most {settings.max_seq_length} tokens", field="calibration.max_seq_length")
+    check_dataset_ref(session, tenant_id=tenant_id, ref=cal.dataset, field="calibration.dataset")
+    for i, task in enumerate(request.evaluation):
+        if task.dataset is not None:
+            check_dataset_ref(session, tenant_id=tenant_id, ref=task.dataset, field=f"evaluation.{i}.dataset")
+    resolved, info = inspect_model(model_id=request.model.id, revision=request.model.revision)
+    return {
+        "model": {
+            "id": request.model.id,
+            "revision": resolved.revision,
+            "model_type": info.model_type,
+            "architectures": info.architectures,
+            "config_sha256": resolved.config_sha256,
+        }
+    }
+
+
+def estimate(*, request: EstimateRequest) -> dict[str, Any]:
+    """Baseline MACs and parameters and the planned widths for a target, from the config alone."""
+    resolved, info = inspect_model(model_id=request.model.id, revision=request.model.revision)
+    try:
+        from workers.compression.macs import estimate as macs_estimate
+    except ImportError as exc:  # the MAC accounting module lands with the engine
+        from app.errors import NotImplementedYet
+
+        raise NotImplementedYet("MAC estimation is not available in this build") from exc
+    seq_len = request.target.reference_seq_len or 128
+    result = macs_estimate(info.config, request.target.mac_ratio, seq_len)
+    return {
+        "object": "estimate",
+        "model": {"id": request.model.id, "revision": resolved.revision, "model_type": info.model_type},
+        "method": request.method.name,
+        "mac_ratio": request.target.mac_ratio,
+        "reference_seq_len": seq_len,
+        **result,
+    }
