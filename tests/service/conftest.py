@@ -1,0 +1,190 @@
+"""Service test fixtures: a fresh Postgres database per session, real Redis, subprocess API and worker.
+
+Every session creates pare_test_<random> (dropped at the end), an isolated Redis key prefix and
+queue, a temporary HF cache with tiny models, and runs `pare serve` (API mode) as a subprocess.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+
+from tests.service import helpers
+
+PG_ADMIN = os.environ.get("PARE_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("PARE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def _create_db(name: str) -> str:
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
+    return f"{base}/{name}"
+
+
+def _drop_db(name: str) -> None:
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def fresh_database() -> Iterator[callable]:  # type: ignore[valid-type]
+    """A factory of fresh, empty Postgres databases, all dropped at the end of the session."""
+    created: list[str] = []
+
+    def make() -> str:
+        name = f"pare_test_{secrets.token_hex(4)}"
+        url = _create_db(name)
+        created.append(name)
+        return url
+
+    yield make
+    from app.db.engine import dispose_engines
+
+    dispose_engines()
+    for name in created:
+        _drop_db(name)
+
+
+@pytest.fixture(scope="session")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("service")
+
+
+@pytest.fixture(scope="session")
+def hf_home(root: Path) -> Path:
+    """A temporary HF cache holding the tiny test models under hub ids."""
+    from workers.models import place_in_cache
+
+    home = root / "hf"
+    tiny = helpers.make_tiny_bert(root / "src" / "tiny-bert")
+    auto, pkl = helpers.make_bad_models(root / "src", tiny, root / "SENTINEL")
+    place_in_cache(tiny, helpers.TINY_BERT, hf_home=home)
+    place_in_cache(auto, helpers.AUTO_MAP, hf_home=home)
+    place_in_cache(pkl, helpers.PICKLE_ONLY, hf_home=home)
+    return home
+
+
+@pytest.fixture(scope="session")
+def env(fresh_database, root: Path, hf_home: Path) -> Iterator[dict[str, str]]:  # type: ignore[no-untyped-def]
+    """Environment of the API and worker subprocesses (and of in-process Settings and hub look-ups)."""
+    from app.db.migrate import upgrade
+
+    url = fresh_database()
+    upgrade(database_url=url)
+    tag = secrets.token_hex(4)
+    values = {
+        "PARE_DATABASE_URL": url,
+        "PARE_BROKER_URL": REDIS_URL,
+        "PARE_BROKER_KEY_PREFIX": f"pare_test_{tag}:",
+        "PARE_QUEUE": f"pare_test_{tag}",
+        "PARE_STORAGE_URL": str(root / "storage"),
+        "PARE_WORK_DIR": str(root / "work"),
+        "PARE_MAX_UPLOAD_BYTES": str(256 * 1024),
+        "PARE_REAPER_INTERVAL_SECONDS": "0",
+        "PARE_HEARTBEAT_SECONDS": "1",
+        "PARE_LEASE_SECONDS": "30",
+        "PARE_EVENT_INTERVAL_SECONDS": "0.2",
+        "PARE_DEVICE": "cpu",
+        "HF_HOME": str(hf_home),
+        "HF_HUB_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "OMP_NUM_THREADS": "1",
+    }
+    saved = {k: os.environ.get(k) for k in ("HF_HOME", "HF_HUB_OFFLINE")}
+    os.environ.update({k: values[k] for k in saved})  # in-process hub look-ups read these at call time
+    yield {**os.environ, **values}
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture(scope="session")
+def settings(env: dict[str, str]):  # type: ignore[no-untyped-def]
+    from app.settings import Settings
+
+    keys = {k[len("PARE_"):].lower(): v for k, v in env.items() if k.startswith("PARE_")}
+    return Settings(**keys)
+
+
+@pytest.fixture(scope="session")
+def api_url(env: dict[str, str], root: Path) -> Iterator[str]:
+    """`pare serve` in API mode (Postgres + Redis) as a subprocess."""
+    port = helpers.free_port()
+    log = root / "api.log"
+    proc = helpers.start([*helpers.PARE, "serve", "--port", str(port), "--no-migrate", "--log-level", "warning"],
+                         env=env, cwd=root, log=log)
+    url = f"http://127.0.0.1:{port}"
+    helpers.wait_http(f"{url}/healthz", proc, log)
+    yield url
+    helpers.stop(proc)
+
+
+@pytest.fixture(scope="session")
+def worker(env: dict[str, str], root: Path) -> Iterator[None]:
+    """`pare worker --pool solo` consuming this session's queue."""
+    log = root / "worker.log"
+    proc = helpers.start([*helpers.PARE, "worker", "--pool", "solo", "--loglevel", "INFO"], env=env, cwd=root, log=log)
+    helpers.wait_for(lambda: b"ready" in log.read_bytes() or proc.poll() is not None, timeout=60)
+    assert proc.poll() is None, log.read_text()[-4000:]
+    yield
+    helpers.stop(proc)
+
+
+def make_key(settings, tenant: str) -> str:  # type: ignore[no-untyped-def]
+    from app.db.engine import session_scope
+    from app.services import keys
+
+    with session_scope(settings.database_url) as session:
+        _, key = keys.create_key(session, tenant_name=tenant)
+    return key
+
+
+@pytest.fixture(scope="session")
+def key_a(settings) -> str:  # type: ignore[no-untyped-def]
+    return make_key(settings, f"tenant-a-{secrets.token_hex(3)}")
+
+
+@pytest.fixture(scope="session")
+def key_b(settings) -> str:  # type: ignore[no-untyped-def]
+    return make_key(settings, f"tenant-b-{secrets.token_hex(3)}")
+
+
+@pytest.fixture()
+def client_a(api_url: str, key_a: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=api_url, headers={"Authorization": f"Bearer {key_a}"}, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture()
+def client_b(api_url: str, key_b: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=api_url, headers={"Authorization": f"Bearer {key_b}"}, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture()
+def dataset_id(client_a: httpx.Client) -> str:
+    files = {"file": ("calib.jsonl", helpers.calibration_lines().encode())}
+    response = client_a.post("/v1/datasets", files=files)
+    assert response.status_code == 201, response.text
+    return response.json()["id"]
+
+
+def job_body(dataset: str, **overrides) -> dict:  # type: ignore[no-untyped-def, type-arg]
+    body = {
+        "model": {"id": helpers.TINY_BERT},
+        "method": {"name": "id"},
+        "target": {"mac_ratio": 0.5},
+        "calibration": {"dataset": dataset, "num_samples": 16, "max_seq_length": 32},
+        "evaluation": [],
+    }
+    body.update(overrides)
+    return body

@@ -1,0 +1,124 @@
+"""The HTTP surface without running a job: health, docs, auth, uploads, validation before queueing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.service import helpers
+from tests.service.conftest import job_body
+
+PROBLEM = "application/problem+json"
+
+
+def assert_problem(response: httpx.Response, status: int, field: str | None = None) -> dict:  # type: ignore[type-arg]
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith(PROBLEM)
+    body = response.json()
+    assert {"type", "title", "status", "detail"} <= body.keys() and body["status"] == status
+    if field is not None:
+        assert body.get("field") == field, body
+    return body
+
+
+def test_health_docs_capabilities_metrics(api_url: str, client_a: httpx.Client) -> None:
+    assert httpx.get(f"{api_url}/healthz").json() == {"status": "ok"}
+    ready = httpx.get(f"{api_url}/readyz")
+    assert ready.status_code == 200 and ready.json()["database"] == "ok" and ready.json()["broker"] == "ok"
+    assert httpx.get(f"{api_url}/docs").status_code == 200
+    paths = httpx.get(f"{api_url}/openapi.json").json()["paths"]
+    assert {"/v1/jobs", "/v1/jobs/{job_id}/artifacts/{name}", "/v1/datasets", "/v1/estimates"} <= paths.keys()
+    caps = client_a.get("/v1/capabilities").json()
+    assert [m["id"] for m in caps["methods"]] == ["id", "svd", "magnitude"]
+    assert "bert" in caps["model_types"]
+    assert set(caps["evaluation_tasks"]) == {"perplexity", "classification", "sts", "latency"}
+    metrics = httpx.get(f"{api_url}/metrics").text
+    assert "pare_http_requests_total" in metrics and 'pare_jobs{status="queued"}' in metrics
+
+
+def test_auth_required(api_url: str) -> None:
+    assert_problem(httpx.get(f"{api_url}/v1/jobs"), 401)
+    assert_problem(httpx.get(f"{api_url}/v1/jobs", headers={"Authorization": "Bearer pare_nope_x"}), 401)
+    assert_problem(httpx.get(f"{api_url}/v1/jobs", headers={"Authorization": "Bearer garbage"}), 401)
+
+
+def test_estimate(client_a: httpx.Client) -> None:
+    body = {"model": {"id": helpers.TINY_BERT}, "target": {"mac_ratio": 0.5, "reference_seq_len": 64}}
+    response = client_a.post("/v1/estimates", json=body)
+    assert response.status_code == 200, response.text
+    estimate = response.json()
+    assert estimate["model"]["model_type"] == "bert" and estimate["block_macs"] > 0
+    assert 0 < estimate["planned"]["mac_ratio"] <= 0.5 + 1e-6
+    assert_problem(client_a.post("/v1/estimates", json={**body, "target": {"mac_ratio": 2}}), 422, "target.mac_ratio")
+
+
+def test_upload_formats(client_a: httpx.Client) -> None:
+    ok = client_a.post("/v1/datasets", files={"file": ("c.jsonl", helpers.calibration_lines().encode())})
+    assert ok.status_code == 201 and ok.json()["id"].startswith("ds_") and ok.json()["format"] == "jsonl"
+    txt = client_a.post("/v1/datasets", files={"file": ("c.txt", b"hello world\nmore text\n")})
+    assert txt.status_code == 201 and txt.json()["format"] == "txt"
+    assert_problem(client_a.post("/v1/datasets", files={"file": ("c.jsonl", b"{not json\n")}), 422, "file")
+    assert_problem(client_a.post("/v1/datasets", files={"file": ("c.exe", b"MZ...")}), 422, "file")
+    assert_problem(client_a.post("/v1/datasets", files={"file": ("c.txt", b"")}), 422, "file")
+    assert_problem(client_a.post("/v1/datasets", files={"file": ("c.parquet", b"not parquet at all")}), 422, "file")
+    assert_problem(client_a.post("/v1/datasets", files={"other": ("c.txt", b"x")}), 422, "file")
+
+
+def test_upload_size_capped_while_streaming(client_a: httpx.Client, settings, root: Path) -> None:  # type: ignore[no-untyped-def]
+    big = b"word " * (settings.max_upload_bytes // 5 + 1000)
+    assert_problem(client_a.post("/v1/datasets", files={"file": ("big.txt", big)}), 413)
+
+    def chunks():  # type: ignore[no-untyped-def]
+        boundary = b"xyzBOUNDARY"
+        yield b"--" + boundary + b'\r\nContent-Disposition: form-data; name="file"; filename="big.txt"\r\n\r\n'
+        for _ in range(64):
+            yield b"w" * (64 * 1024)
+        yield b"\r\n--" + boundary + b"--\r\n"
+
+    headers = {"Content-Type": "multipart/form-data; boundary=xyzBOUNDARY"}
+    assert_problem(client_a.post("/v1/datasets", content=chunks(), headers=headers), 413)  # chunked, no length
+    spool = Path(settings.work_dir) / "uploads"
+    assert not spool.exists() or not list(spool.iterdir())  # nothing left behind
+    assert client_a.get("/v1/capabilities").status_code == 200  # still responsive
+
+
+@pytest.mark.parametrize(
+    ("patch", "field"),
+    [
+        ({"target": {"mac_ratio": 0}}, "target.mac_ratio"),
+        ({"target": {"mac_ratio": 1.5}}, "target.mac_ratio"),
+        ({"target": {"mac_ratio": -0.1}}, "target.mac_ratio"),
+        ({"model": {"id": "../../etc"}}, "model.id"),
+        ({"model": {"id": "/etc"}}, "model.id"),
+        ({"model": {"id": "https://evil.example/model"}}, "model.id"),
+        ({"model": {"id": "file:///etc/passwd"}}, "model.id"),
+        ({"model": {"id": "a/b/c"}}, "model.id"),
+        ({"model": {"id": "org/na\x00me"}}, "model.id"),
+        ({"model": {"id": "org/not-in-cache"}}, "model.id"),
+        ({"model": {"id": helpers.AUTO_MAP}}, "model.id"),
+        ({"method": {"name": "prune-it"}}, "method.name"),
+        ({"evaluation": [{"task": "vibes"}]}, "evaluation.0.task"),
+        ({"surprise": 1}, "surprise"),
+    ],
+)
+def test_bad_input_is_422_naming_the_field(client_a: httpx.Client, dataset_id: str, patch: dict, field: str) -> None:  # type: ignore[type-arg]
+    body = job_body(dataset_id) | patch
+    assert_problem(client_a.post("/v1/jobs", json=body), 422, field)
+
+
+def test_missing_dataset_and_bad_refs(client_a: httpx.Client, dataset_id: str) -> None:
+    body = job_body("ds_doesnotexist")
+    assert_problem(client_a.post("/v1/jobs", json=body), 422, "calibration.dataset")
+    body = job_body(dataset_id, evaluation=[{"task": "sts", "dataset": "ds_nope"}])
+    assert_problem(client_a.post("/v1/jobs", json=body), 422, "evaluation.0.dataset")
+    body = job_body("../../etc/passwd")
+    assert_problem(client_a.post("/v1/jobs", json=body), 422, "calibration.dataset")
+
+
+def test_pickle_only_refused_without_unpickling(client_a: httpx.Client, dataset_id: str, root: Path) -> None:
+    body = job_body(dataset_id, model={"id": helpers.PICKLE_ONLY})
+    problem = assert_problem(client_a.post("/v1/jobs", json=body), 422, "model.id")
+    assert problem["code"] == "model_refused"
+    assert not (root / "SENTINEL").exists()

@@ -1,0 +1,116 @@
+"""Claims, leases, fences and the reaper against the real Postgres and Redis."""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from datetime import timedelta
+
+import httpx
+import redis
+from sqlalchemy import update
+
+from app.db.engine import session_scope
+from app.db.jobstate import append_event, claim_job, finish_job, heartbeat, record_progress
+from app.db.models import Job, utcnow
+from app.queue import CeleryDispatcher
+from app.services.reaper import reap_once
+from tests.service.conftest import REDIS_URL, make_key
+from tests.service.test_jobs import _insert_queued
+
+
+def _client(api_url: str, settings) -> httpx.Client:  # type: ignore[no-untyped-def]
+    key = make_key(settings, f"lease-{secrets.token_hex(3)}")
+    return httpx.Client(base_url=api_url, headers={"Authorization": f"Bearer {key}"}, timeout=30)
+
+
+def _expire(settings, job_id: str) -> None:  # type: ignore[no-untyped-def]
+    with session_scope(settings.database_url) as session:
+        session.execute(update(Job).where(Job.id == job_id).values(lease_expires_at=utcnow() - timedelta(seconds=1)))
+
+
+def _job(settings, job_id: str) -> Job:  # type: ignore[no-untyped-def]
+    with session_scope(settings.database_url) as session:
+        return session.get(Job, job_id)
+
+
+def test_duplicate_delivery_claims_once(api_url: str, settings) -> None:  # type: ignore[no-untyped-def]
+    from workers.tasks import execute_job
+
+    with _client(api_url, settings) as client:
+        ds = client.post("/v1/datasets", files={"file": ("c.txt", b"text\n")}).json()["id"]
+        job_id = _insert_queued(settings, client, ds)
+    results: list[object] = []
+
+    def claim() -> None:
+        with session_scope(settings.database_url) as session:
+            results.append(claim_job(session, job_id=job_id, owner="t", lease_seconds=30))
+
+    threads = [threading.Thread(target=claim) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(r is not None for r in results) == 1
+    assert execute_job(job_id=job_id, settings=settings) == "skipped"  # a redelivered message does nothing
+    job = _job(settings, job_id)
+    assert job.status == "running" and job.attempt == 1
+
+
+def test_reaper_requeues_then_fails_worker_lost(api_url: str, settings) -> None:  # type: ignore[no-untyped-def]
+    dispatcher = CeleryDispatcher(settings)
+    with _client(api_url, settings) as client:
+        ds = client.post("/v1/datasets", files={"file": ("c.txt", b"text\n")}).json()["id"]
+        job_id = _insert_queued(settings, client, ds)
+        for attempt in range(1, settings.max_attempts + 1):
+            with session_scope(settings.database_url) as session:
+                claim = claim_job(session, job_id=job_id, owner=f"w{attempt}", lease_seconds=30)
+            assert claim is not None and claim.attempt == attempt
+            _expire(settings, job_id)
+            report = reap_once(settings=settings, dispatcher=dispatcher)
+            if attempt < settings.max_attempts:
+                assert job_id in report.requeued
+                assert _job(settings, job_id).status == "queued"
+                # the stale run's writes change nothing
+                with session_scope(settings.database_url) as session:
+                    assert not heartbeat(session, claim=claim, lease_seconds=30)
+                    assert not record_progress(session, claim=claim, progress={"percent": 99}, event=None)
+                    assert append_event(session, job_id=job_id, type="x", fence=claim.fence) is None
+                    assert not finish_job(session, claim=claim, status="succeeded", results={"x": 1})
+            else:
+                assert job_id in report.failed
+        job = _job(settings, job_id)
+        assert job.status == "failed" and job.error_code == "worker_lost" and job.attempt == settings.max_attempts
+        assert job.results is None
+        body = client.get(f"/v1/jobs/{job_id}").json()
+        assert body["error"]["code"] == "worker_lost"
+        types = [e["type"] for e in client.get(f"/v1/jobs/{job_id}/events").json()["data"]]
+        assert types.count("job.requeued") == settings.max_attempts - 1 and types[-1] == "job.failed"
+
+
+def test_reaper_republishes_jobs_the_broker_lost(api_url: str, settings) -> None:  # type: ignore[no-untyped-def]
+    r = redis.Redis.from_url(REDIS_URL)
+    queue_key = f"{settings.broker_key_prefix}{settings.queue}"
+    with _client(api_url, settings) as client:
+        ds = client.post("/v1/datasets", files={"file": ("c.txt", b"text\n")}).json()["id"]
+        job_id = _insert_queued(settings, client, ds)  # never published: as if Redis lost it
+    with session_scope(settings.database_url) as session:
+        session.execute(update(Job).where(Job.id == job_id).values(published_at=utcnow() - timedelta(hours=1)))
+    before = r.llen(queue_key)
+    report = reap_once(settings=settings, dispatcher=CeleryDispatcher(settings))
+    assert job_id in report.republish
+    messages = r.lrange(queue_key, 0, -1)
+    assert r.llen(queue_key) >= before + 1 or any(job_id.encode() in m for m in messages)
+    assert job_id not in reap_once(settings=settings, dispatcher=CeleryDispatcher(settings)).republish
+
+
+def test_expired_cancelling_job_becomes_cancelled(api_url: str, settings) -> None:  # type: ignore[no-untyped-def]
+    with _client(api_url, settings) as client:
+        ds = client.post("/v1/datasets", files={"file": ("c.txt", b"text\n")}).json()["id"]
+        job_id = _insert_queued(settings, client, ds)
+        with session_scope(settings.database_url) as session:
+            assert claim_job(session, job_id=job_id, owner="w", lease_seconds=30)
+        assert client.post(f"/v1/jobs/{job_id}/cancel").json()["status"] == "cancelling"
+        _expire(settings, job_id)
+        assert job_id in reap_once(settings=settings, dispatcher=CeleryDispatcher(settings)).cancelled
+        assert client.get(f"/v1/jobs/{job_id}").json()["status"] == "cancelled"
