@@ -86,7 +86,7 @@ def env(fresh_database, root: Path, hf_home: Path) -> Iterator[dict[str, str]]: 
         "PARE_QUEUE": f"pare_test_{tag}",
         "PARE_STORAGE_URL": str(root / "storage"),
         "PARE_WORK_DIR": str(root / "work"),
-        "PARE_MAX_UPLOAD_BYTES": str(256 * 1024),
+        "PARE_MAX_UPLOAD_BYTES": str(1024 * 1024),
         "PARE_REAPER_INTERVAL_SECONDS": "0",
         "PARE_HEARTBEAT_SECONDS": "1",
         "PARE_LEASE_SECONDS": "30",

@@ -1,0 +1,127 @@
+"""End to end over HTTP with a real Celery worker (`pare worker` subprocess) and a tiny random BERT:
+upload calibration data, submit, follow the event stream, download the artifacts, verify sha256."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from app.db.engine import session_scope
+from app.db.models import Artifact, EvaluationResult
+from tests.service import helpers
+from tests.service.conftest import job_body
+
+TERMINAL = {"succeeded", "failed", "cancelled"}
+
+
+def follow(client: httpx.Client, job_id: str, timeout: float = 180) -> list[tuple[str, dict]]:  # type: ignore[type-arg]
+    """Read the text/event-stream until the server ends it; returns (event, data) pairs."""
+    events: list[tuple[str, dict]] = []  # type: ignore[type-arg]
+    name, data = "message", ""
+    with client.stream("GET", f"/v1/jobs/{job_id}/events", headers={"Accept": "text/event-stream"},
+                       timeout=timeout) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        for line in response.iter_lines():
+            if line.startswith("event:"):
+                name = line[6:].strip()
+            elif line.startswith("data:"):
+                data = line[5:].strip()
+            elif not line and data:
+                if name == "end":
+                    return events
+                events.append((name, json.loads(data)))
+                name, data = "message", ""
+    return events
+
+
+def download_all(client: httpx.Client, job_id: str, dest: Path) -> list[dict]:  # type: ignore[type-arg]
+    artifacts = client.get(f"/v1/jobs/{job_id}/artifacts").json()["data"]
+    for artifact in artifacts:
+        body = client.get(artifact["download_url"])
+        assert body.status_code == 200
+        assert hashlib.sha256(body.content).hexdigest() == artifact["sha256"] == body.headers["etag"].strip('"')
+        assert len(body.content) == artifact["size_bytes"]
+        (dest / artifact["name"]).parent.mkdir(parents=True, exist_ok=True)
+        (dest / artifact["name"]).write_bytes(body.content)
+    return artifacts
+
+
+def test_tiny_bert_end_to_end(worker: None, client_a: httpx.Client, dataset_id: str, settings,  # type: ignore[no-untyped-def]
+                              tmp_path: Path) -> None:
+    response = client_a.post("/v1/jobs", json=job_body(dataset_id), headers={"Idempotency-Key": os.urandom(8).hex()})
+    assert response.status_code == 202, response.text
+    job_id = response.json()["id"]
+    events = follow(client_a, job_id)
+    types = [name for name, _ in events]
+    job = client_a.get(f"/v1/jobs/{job_id}").json()
+    assert job["status"] == "succeeded", (job["error"], types)
+    assert types[0] == "job.queued" and "job.running" in types and types[-1].startswith(("job.succeeded", "webhook"))
+    assert "progress" in types
+    assert [d["seq"] for _, d in events] == sorted(d["seq"] for _, d in events)
+    assert job["attempt"] == 1 and job["progress"]["percent"] == 100.0
+    results = job["results"]
+    assert 0 < results["mac_ratio"] <= 0.5 + 0.05 and "baseline" in results and "compressed" in results
+    assert results["params_after"] < results["params_before"]
+    assert job["resolved"]["model"]["revision"] and job["resolved"]["datasets"][dataset_id]
+    artifacts = download_all(client_a, job_id, tmp_path)
+    names = {a["name"] for a in artifacts}
+    assert "config.json" in names and any(n.endswith(".safetensors") for n in names)
+    with session_scope(settings.database_url) as session:
+        rows = session.scalars(select(Artifact).where(Artifact.job_id == job_id)).all()
+        assert {r.name for r in rows} == names
+        assert all(r.storage_key.startswith(f"jobs/{job_id}/") for r in rows)
+
+
+def test_cancel_running_job_end_to_end(worker: None, client_a: httpx.Client, dataset_id: str) -> None:
+    """A job cancelled while it runs ends `cancelled` (or finished first: then cancel answers 409)."""
+    body = job_body(dataset_id, calibration={"dataset": dataset_id, "num_samples": 64, "max_seq_length": 64})
+    job_id = client_a.post("/v1/jobs", json=body).json()["id"]
+    helpers.wait_for(lambda: client_a.get(f"/v1/jobs/{job_id}").json()["status"] != "queued", timeout=120)
+    cancel = client_a.post(f"/v1/jobs/{job_id}/cancel")
+    final = helpers.wait_for(
+        lambda: (s := client_a.get(f"/v1/jobs/{job_id}").json()["status"]) in TERMINAL and s, timeout=120
+    )
+    if cancel.status_code == 200:
+        assert final == "cancelled"
+    else:
+        assert cancel.status_code == 409 and final == "succeeded"
+
+
+@pytest.mark.slow
+def test_minilm_sts_end_to_end(worker: None, client_a: httpx.Client, data_dir: Path, hf_home: Path, settings,  # type: ignore[no-untyped-def]
+                               tmp_path: Path) -> None:
+    """The real all-MiniLM-L6-v2 at half the MACs, calibrated on SST-2 sentences, evaluated on STS-B dev."""
+    from workers.models import import_bundled
+
+    import_bundled(hf_home)
+    calib = tmp_path / "calib.txt"
+    lines = (data_dir / "sst2" / "alps_train_split.tsv").read_text().splitlines()[1:513]
+    calib.write_text("\n".join(line.split("\t")[0] for line in lines) + "\n")
+    cal_id = client_a.post("/v1/datasets", files={"file": ("calib.txt", calib.read_bytes())}).json()["id"]
+    sts = client_a.post("/v1/datasets", files={"file": ("dev.tsv", (data_dir / "stsb" / "dev.tsv").read_bytes())})
+    assert sts.status_code == 201, sts.text
+    body = {
+        "model": {"id": "sentence-transformers/all-MiniLM-L6-v2"},
+        "method": {"name": "id"},
+        "target": {"mac_ratio": 0.5},
+        "calibration": {"dataset": cal_id, "num_samples": 128, "max_seq_length": 128},
+        "evaluation": [{"task": "sts", "dataset": sts.json()["id"]}],
+    }
+    response = client_a.post("/v1/jobs", json=body)
+    assert response.status_code == 202, response.text
+    job_id = response.json()["id"]
+    follow(client_a, job_id, timeout=600)
+    job = client_a.get(f"/v1/jobs/{job_id}").json()
+    assert job["status"] == "succeeded", job["error"]
+    assert job["results"]["baseline"] and job["results"]["compressed"]
+    download_all(client_a, job_id, tmp_path / "out")
+    with session_scope(settings.database_url) as session:
+        phases = {r.phase for r in session.scalars(select(EvaluationResult).where(EvaluationResult.job_id == job_id))}
+    assert phases == {"baseline", "compressed"}
