@@ -33,7 +33,9 @@ class TargetSpec(Strict):
 
 
 class CalibrationSpec(Strict):
-    dataset: str = Field(min_length=1, max_length=200, description="An uploaded dataset id or a hub dataset id.")
+    dataset: str = Field(
+        min_length=1, max_length=200, description="An uploaded dataset id or a hub dataset id."
+    )
     split: str = Field(default="train", max_length=100)
     text_column: str | None = Field(default=None, max_length=200)
     num_samples: int = Field(default=128, gt=0)

@@ -145,7 +145,9 @@ class S3Storage:
     def put_file(self, key: str, src: Path) -> StoredObject:
         """Upload (multipart for large files); the object appears only when the upload completes."""
         size, sha = file_sha256(src)
-        self.client.upload_file(str(src), self.bucket, self._key(key), ExtraArgs={"Metadata": {"sha256": sha}})
+        self.client.upload_file(
+            str(src), self.bucket, self._key(key), ExtraArgs={"Metadata": {"sha256": sha}}
+        )
         return StoredObject(key, size, sha)
 
     def local_copy(self, key: str, sha256: str) -> tuple[Path, Callable[[], None]]:

@@ -124,7 +124,12 @@ class CancelCheck:
                 state = job_state(session, job_id=self.claim.job_id)
         except Exception:  # noqa: BLE001 - keep running; the heartbeat decides about the lease
             return False
-        self._answer = state is None or state[0] not in ACTIVE or state[0] == "cancelling" or state[1] != self.claim.fence
+        self._answer = (
+            state is None
+            or state[0] not in ACTIVE
+            or state[0] == "cancelling"
+            or state[1] != self.claim.fence
+        )
         return self._answer
 
 
@@ -138,12 +143,19 @@ def fetch_data(*, settings: Settings, storage: Storage, job: Job, dest: Path) ->
         ).all()
     found = {}
     for row in rows:
-        path = copy_to(storage, key=row.storage_key, sha256=row.sha256, dest=dest / f"{row.id}{Path(row.filename).suffix}")
+        path = copy_to(
+            storage,
+            key=row.storage_key,
+            sha256=row.sha256,
+            dest=dest / f"{row.id}{Path(row.filename).suffix}",
+        )
         found[row.id] = (path, row.sha256)
     return found
 
 
-def _source(ref: str, *, data: dict[str, tuple[Path, str]], split: str | None, text_column: str | None) -> DataSource:
+def _source(
+    ref: str, *, data: dict[str, tuple[Path, str]], split: str | None, text_column: str | None
+) -> DataSource:
     if ref in data:
         return DataSource(path=str(data[ref][0]), text_column=text_column)
     return DataSource(hub_id=ref, split=split or "train", text_column=text_column)
@@ -159,7 +171,9 @@ def build_config(
     evaluation = tuple(
         EvalTask(
             task=t.task,
-            data=_source(t.dataset, data=data, split=t.split, text_column=t.text_column) if t.dataset else None,
+            data=_source(t.dataset, data=data, split=t.split, text_column=t.text_column)
+            if t.dataset
+            else None,
             options=t.all_options(),
         )
         for t in request.evaluation
@@ -240,14 +254,24 @@ def record_success(
             status="succeeded",
             results=summarize(result),
             resolved=resolved,
-            progress={"stage": "done", "percent": 100.0, "block": None, "total_blocks": None, "eta_seconds": 0},
+            progress={
+                "stage": "done",
+                "percent": 100.0,
+                "block": None,
+                "total_blocks": None,
+                "eta_seconds": 0,
+            },
         )
         if done:
             for name, obj in stored:
                 session.add(
                     Artifact(
-                        job_id=claim.job_id, name=name, storage_key=obj.key, size_bytes=obj.size_bytes,
-                        sha256=obj.sha256, content_type=content_type(name),
+                        job_id=claim.job_id,
+                        name=name,
+                        storage_key=obj.key,
+                        size_bytes=obj.size_bytes,
+                        sha256=obj.sha256,
+                        content_type=content_type(name),
                     )
                 )
             for phase in ("baseline", "compressed"):
@@ -255,7 +279,11 @@ def record_success(
                     task = _task_of(name, result.protocols)
                     session.add(
                         EvaluationResult(
-                            job_id=claim.job_id, phase=phase, task=task, name=name, value=float(value),
+                            job_id=claim.job_id,
+                            phase=phase,
+                            task=task,
+                            name=name,
+                            value=float(value),
                             protocol=result.protocols.get(task, {}),
                         )
                     )
@@ -274,7 +302,9 @@ def _finish(settings: Settings, claim: Claim, status: str, error: tuple[str, str
 def execute_job(*, job_id: str, settings: Settings, owner: str | None = None) -> str:
     """Run one attempt of a job; returns what happened (skipped, succeeded, failed, cancelled, fenced)."""
     with session_scope(settings.database_url) as session:
-        claim = claim_job(session, job_id=job_id, owner=owner or worker_name(), lease_seconds=settings.lease_seconds)
+        claim = claim_job(
+            session, job_id=job_id, owner=owner or worker_name(), lease_seconds=settings.lease_seconds
+        )
         job = session.get(Job, job_id) if claim else None
     if claim is None or job is None:
         log.info("job %s: nothing to claim (duplicate delivery or no longer queued)", job_id)
@@ -285,7 +315,9 @@ def execute_job(*, job_id: str, settings: Settings, owner: str | None = None) ->
     outcome = "fenced"
     try:
         with Heartbeat(settings=settings, claim=claim) as beat:
-            outcome = _run(settings=settings, storage=storage, claim=claim, job=job, work=work, lost=beat.lost)
+            outcome = _run(
+                settings=settings, storage=storage, claim=claim, job=job, work=work, lost=beat.lost
+            )
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if outcome in ("succeeded", "failed", "cancelled"):
@@ -293,13 +325,18 @@ def execute_job(*, job_id: str, settings: Settings, owner: str | None = None) ->
     return outcome
 
 
-def _run(*, settings: Settings, storage: Storage, claim: Claim, job: Job, work: Path, lost: threading.Event) -> str:
+def _run(
+    *, settings: Settings, storage: Storage, claim: Claim, job: Job, work: Path, lost: threading.Event
+) -> str:
     from workers.pipeline import Cancelled, run_pipeline
 
     try:
         data = fetch_data(settings=settings, storage=storage, job=job, dest=work / "data")
         config = build_config(
-            request=JobRequest.model_validate(job.request), data=data, out_dir=work / "out", device=settings.device
+            request=JobRequest.model_validate(job.request),
+            data=data,
+            out_dir=work / "out",
+            device=settings.device,
         )
         result = run_pipeline(
             config,
@@ -314,11 +351,17 @@ def _run(*, settings: Settings, storage: Storage, claim: Claim, job: Job, work: 
         return "failed" if _finish(settings, claim, "failed", (exc.code, str(exc))) else "fenced"
     except Exception as exc:  # noqa: BLE001 - a bug in one job must not look like a lost worker
         log.exception("job %s failed unexpectedly", claim.job_id)
-        return "failed" if _finish(settings, claim, "failed", ("internal_error", f"{type(exc).__name__}: {exc}")) else "fenced"
+        return (
+            "failed"
+            if _finish(settings, claim, "failed", ("internal_error", f"{type(exc).__name__}: {exc}"))
+            else "fenced"
+        )
     if lost.is_set():
         return "fenced"
     fingerprints = {ref: sha for ref, (_, sha) in data.items()}
-    done = record_success(settings=settings, storage=storage, claim=claim, job=job, result=result, fingerprints=fingerprints)
+    done = record_success(
+        settings=settings, storage=storage, claim=claim, job=job, result=result, fingerprints=fingerprints
+    )
     return "succeeded" if done else "fenced"
 
 
@@ -354,7 +397,9 @@ class EmbeddedWorker:
 
     def _next_jobs(self) -> list[str]:
         with session_scope(self.settings.database_url) as session:
-            return list(session.scalars(select(Job.id).where(Job.status == "queued").order_by(Job.id).limit(10)))
+            return list(
+                session.scalars(select(Job.id).where(Job.status == "queued").order_by(Job.id).limit(10))
+            )
 
     def _loop(self) -> None:
         while not self._stop.is_set():

@@ -8,7 +8,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError, OperationalError, TimeoutError as PoolTimeout
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 
 from app.errors import ServiceError
@@ -67,7 +68,9 @@ async def _http_error(_: Request, exc: Exception) -> JSONResponse:
 
 async def _database_down(_: Request, exc: Exception) -> JSONResponse:
     log.warning("database unavailable: %s", exc)
-    return problem(503, "database_unavailable", "Database unavailable", "the database is unreachable; retry later")
+    return problem(
+        503, "database_unavailable", "Database unavailable", "the database is unreachable; retry later"
+    )
 
 
 async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

@@ -169,14 +169,25 @@ def reap(session: Session, *, republish_after_seconds: float, limit: int = 100) 
         elif job.attempt >= job.max_attempts:
             message = f"the worker stopped heartbeating on each of {job.attempt} attempts"
             if _transition(
-                session, job, now, status="failed", finished_at=now, error_code="worker_lost", error_message=message
+                session,
+                job,
+                now,
+                status="failed",
+                finished_at=now,
+                error_code="worker_lost",
+                error_message=message,
             ):
                 error = {"code": "worker_lost", "message": message}
-                append_event(session, job_id=job.id, type="job.failed", data={"status": "failed", "error": error})
+                append_event(
+                    session, job_id=job.id, type="job.failed", data={"status": "failed", "error": error}
+                )
                 report.failed.append(job.id)
         elif _transition(session, job, now, status="queued", lease_expires_at=None, published_at=now):
             append_event(
-                session, job_id=job.id, type="job.requeued", data={"reason": "lease_expired", "attempt": job.attempt}
+                session,
+                job_id=job.id,
+                type="job.requeued",
+                data={"reason": "lease_expired", "attempt": job.attempt},
             )
             report.requeued.append(job.id)
     stale = now - timedelta(seconds=republish_after_seconds)

@@ -35,7 +35,9 @@ def detect_format(path: Path, filename: str) -> str:
     """txt | jsonl | csv | tsv | parquet, checked on the first bytes only; InvalidRequest otherwise."""
     fmt = FORMATS.get(Path(filename).suffix.lower())
     if fmt is None:
-        raise InvalidRequest(f"unsupported file type {filename!r}; use one of {', '.join(FORMATS)}", field="file")
+        raise InvalidRequest(
+            f"unsupported file type {filename!r}; use one of {', '.join(FORMATS)}", field="file"
+        )
     size = path.stat().st_size
     if size == 0:
         raise InvalidRequest("the file is empty", field="file")
@@ -75,7 +77,9 @@ def safe_filename(filename: str) -> str:
     return name[:200]
 
 
-def create_dataset(session: Session, *, tenant_id: str, upload: Upload, path: Path, storage: Storage) -> Dataset:
+def create_dataset(
+    session: Session, *, tenant_id: str, upload: Upload, path: Path, storage: Storage
+) -> Dataset:
     """Validate the uploaded file, store it, and record it."""
     fmt = detect_format(path, upload.filename)
     dataset_id = new_id("ds")

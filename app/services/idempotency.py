@@ -60,12 +60,20 @@ def claim_key(factory: sessionmaker[Session], *, tenant_id: str, key: str, body_
 
 
 def complete_key(
-    factory: sessionmaker[Session], *, tenant_id: str, key: str, status_code: int, body: dict[str, Any], job_id: str
+    factory: sessionmaker[Session],
+    *,
+    tenant_id: str,
+    key: str,
+    status_code: int,
+    body: dict[str, Any],
+    job_id: str,
 ) -> None:
     """Store the first response under the key."""
     with factory() as session, session.begin():
         record = session.scalars(
-            select(IdempotencyRecord).where(IdempotencyRecord.tenant_id == tenant_id, IdempotencyRecord.key == key)
+            select(IdempotencyRecord).where(
+                IdempotencyRecord.tenant_id == tenant_id, IdempotencyRecord.key == key
+            )
         ).first()
         if record is not None:
             record.status_code, record.response, record.job_id = status_code, body, job_id

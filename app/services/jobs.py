@@ -158,7 +158,9 @@ def list_artifacts(session: Session, *, job_id: str) -> list[Artifact]:
 
 
 def get_artifact(session: Session, *, job_id: str, name: str) -> Artifact:
-    artifact = session.scalars(select(Artifact).where(Artifact.job_id == job_id, Artifact.name == name)).first()
+    artifact = session.scalars(
+        select(Artifact).where(Artifact.job_id == job_id, Artifact.name == name)
+    ).first()
     if artifact is None:
         raise NotFound(f"no artifact {name!r}", field="name")
     return artifact

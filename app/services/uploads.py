@@ -75,7 +75,12 @@ class Upload:
 
 
 async def receive_file(
-    *, content_type: str | None, content_length: str | None, stream: AsyncIterator[bytes], dest: BinaryIO, cap: int,
+    *,
+    content_type: str | None,
+    content_length: str | None,
+    stream: AsyncIterator[bytes],
+    dest: BinaryIO,
+    cap: int,
     field_name: str = "file",
 ) -> Upload:
     """Parse a multipart body from `stream`, writing field `field_name` to dest; 413 past `cap`."""

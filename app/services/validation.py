@@ -36,7 +36,9 @@ def check_dataset_ref(session: Session, *, tenant_id: str, ref: str, field: str)
     try:
         hub.validate_model_id(ref)
     except ModelRefused as exc:
-        raise InvalidRequest(f"{ref!r} is neither an uploaded dataset id nor a hub dataset id", field=field) from exc
+        raise InvalidRequest(
+            f"{ref!r} is neither an uploaded dataset id nor a hub dataset id", field=field
+        ) from exc
     return None
 
 

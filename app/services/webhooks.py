@@ -61,14 +61,17 @@ def deliver(*, settings: Settings, job_id: str) -> bool:
     delay = settings.webhook_backoff_seconds
     for attempt in range(1, settings.webhook_max_attempts + 1):
         timestamp = int(time.time())
+        signature = sign(secret=secret, webhook_id=webhook_id, timestamp=timestamp, body=body)
         headers = {
             "Content-Type": "application/json",
             "Pare-Webhook-Id": webhook_id,
             "Pare-Webhook-Timestamp": str(timestamp),
-            "Pare-Signature": f"t={timestamp},v1={sign(secret=secret, webhook_id=webhook_id, timestamp=timestamp, body=body)}",
+            "Pare-Signature": f"t={timestamp},v1={signature}",
         }
         try:
-            response = httpx.post(url, content=body, headers=headers, timeout=settings.webhook_timeout_seconds)
+            response = httpx.post(
+                url, content=body, headers=headers, timeout=settings.webhook_timeout_seconds
+            )
             outcome: dict[str, Any] = {"attempt": attempt, "status_code": response.status_code}
             if response.is_success:
                 _record(settings, job_id, "webhook.delivered", outcome)

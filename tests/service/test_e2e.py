@@ -24,8 +24,9 @@ def follow(client: httpx.Client, job_id: str, timeout: float = 180) -> list[tupl
     """Read the text/event-stream until the server ends it; returns (event, data) pairs."""
     events: list[tuple[str, dict]] = []  # type: ignore[type-arg]
     name, data = "message", ""
-    with client.stream("GET", f"/v1/jobs/{job_id}/events", headers={"Accept": "text/event-stream"},
-                       timeout=timeout) as response:
+    with client.stream(
+        "GET", f"/v1/jobs/{job_id}/events", headers={"Accept": "text/event-stream"}, timeout=timeout
+    ) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
         for line in response.iter_lines():
@@ -46,23 +47,36 @@ def download_all(client: httpx.Client, job_id: str, dest: Path) -> list[dict]:  
     for artifact in artifacts:
         body = client.get(artifact["download_url"])
         assert body.status_code == 200
-        assert hashlib.sha256(body.content).hexdigest() == artifact["sha256"] == body.headers["etag"].strip('"')
+        assert (
+            hashlib.sha256(body.content).hexdigest() == artifact["sha256"] == body.headers["etag"].strip('"')
+        )
         assert len(body.content) == artifact["size_bytes"]
         (dest / artifact["name"]).parent.mkdir(parents=True, exist_ok=True)
         (dest / artifact["name"]).write_bytes(body.content)
     return artifacts
 
 
-def test_tiny_bert_end_to_end(worker: None, client_a: httpx.Client, dataset_id: str, settings,  # type: ignore[no-untyped-def]
-                              tmp_path: Path) -> None:
-    response = client_a.post("/v1/jobs", json=job_body(dataset_id), headers={"Idempotency-Key": os.urandom(8).hex()})
+def test_tiny_bert_end_to_end(
+    worker: None,
+    client_a: httpx.Client,
+    dataset_id: str,
+    settings,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
+    response = client_a.post(
+        "/v1/jobs", json=job_body(dataset_id), headers={"Idempotency-Key": os.urandom(8).hex()}
+    )
     assert response.status_code == 202, response.text
     job_id = response.json()["id"]
     events = follow(client_a, job_id)
     types = [name for name, _ in events]
     job = client_a.get(f"/v1/jobs/{job_id}").json()
     assert job["status"] == "succeeded", (job["error"], types)
-    assert types[0] == "job.queued" and "job.running" in types and types[-1].startswith(("job.succeeded", "webhook"))
+    assert (
+        types[0] == "job.queued"
+        and "job.running" in types
+        and types[-1].startswith(("job.succeeded", "webhook"))
+    )
     assert "progress" in types
     assert [d["seq"] for _, d in events] == sorted(d["seq"] for _, d in events)
     assert job["attempt"] == 1 and job["progress"]["percent"] == 100.0
@@ -95,8 +109,14 @@ def test_cancel_running_job_end_to_end(worker: None, client_a: httpx.Client, dat
 
 
 @pytest.mark.slow
-def test_minilm_sts_end_to_end(worker: None, client_a: httpx.Client, data_dir: Path, hf_home: Path, settings,  # type: ignore[no-untyped-def]
-                               tmp_path: Path) -> None:
+def test_minilm_sts_end_to_end(
+    worker: None,
+    client_a: httpx.Client,
+    data_dir: Path,
+    hf_home: Path,
+    settings,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
     """The real all-MiniLM-L6-v2 at half the MACs, calibrated on SST-2 sentences, evaluated on STS-B dev."""
     from workers.models import import_bundled
 
@@ -105,7 +125,9 @@ def test_minilm_sts_end_to_end(worker: None, client_a: httpx.Client, data_dir: P
     lines = (data_dir / "sst2" / "alps_train_split.tsv").read_text().splitlines()[1:513]
     calib.write_text("\n".join(line.split("\t")[0] for line in lines) + "\n")
     cal_id = client_a.post("/v1/datasets", files={"file": ("calib.txt", calib.read_bytes())}).json()["id"]
-    sts = client_a.post("/v1/datasets", files={"file": ("dev.tsv", (data_dir / "stsb" / "dev.tsv").read_bytes())})
+    sts = client_a.post(
+        "/v1/datasets", files={"file": ("dev.tsv", (data_dir / "stsb" / "dev.tsv").read_bytes())}
+    )
     assert sts.status_code == 201, sts.text
     body = {
         "model": {"id": "sentence-transformers/all-MiniLM-L6-v2"},
@@ -123,5 +145,8 @@ def test_minilm_sts_end_to_end(worker: None, client_a: httpx.Client, data_dir: P
     assert job["results"]["baseline"] and job["results"]["compressed"]
     download_all(client_a, job_id, tmp_path / "out")
     with session_scope(settings.database_url) as session:
-        phases = {r.phase for r in session.scalars(select(EvaluationResult).where(EvaluationResult.job_id == job_id))}
+        phases = {
+            r.phase
+            for r in session.scalars(select(EvaluationResult).where(EvaluationResult.job_id == job_id))
+        }
     assert phases == {"baseline", "compressed"}

@@ -24,7 +24,9 @@ def test_submit_shows_job_and_location(client_a: httpx.Client, dataset_id: str) 
     assert response.headers["location"] == f"/v1/jobs/{job['id']}"
     assert job["status"] in ("queued", "running", "succeeded", "failed")
     assert job["model"]["id"] == "pare-test/tiny-bert" and job["target"]["mac_ratio"] == 0.5
-    assert job["resolved"]["model"]["model_type"] == "bert" and len(job["resolved"]["model"]["revision"]) == 40
+    assert (
+        job["resolved"]["model"]["model_type"] == "bert" and len(job["resolved"]["model"]["revision"]) == 40
+    )
     assert set(job["progress"]) >= {"stage", "block", "total_blocks", "percent", "eta_seconds"}
     assert client_a.get(job["id"] and f"/v1/jobs/{job['id']}").json()["id"] == job["id"]
     events = client_a.get(f"/v1/jobs/{job['id']}/events").json()
@@ -49,8 +51,9 @@ def test_idempotency_concurrent_and_mismatch(client_a: httpx.Client, dataset_id:
     assert len(ids) == 1
     replay = client_a.post("/v1/jobs", json=body, headers={"Idempotency-Key": key})
     assert replay.status_code == 202 and replay.json()["id"] in ids
-    mismatch = client_a.post("/v1/jobs", json=job_body(dataset_id, target={"mac_ratio": 0.7}),
-                             headers={"Idempotency-Key": key})
+    mismatch = client_a.post(
+        "/v1/jobs", json=job_body(dataset_id, target={"mac_ratio": 0.7}), headers={"Idempotency-Key": key}
+    )
     assert_problem(mismatch, 422, "Idempotency-Key")
     listed = client_a.get("/v1/jobs", params={"limit": 100}).json()["data"]
     assert sum(1 for j in listed if j["id"] in ids) == 1
@@ -77,7 +80,10 @@ def test_pagination_and_filters(api_url: str, settings) -> None:  # type: ignore
         assert seen == sorted(created, reverse=True)
         assert client.get("/v1/jobs", params={"model": "pare-test/tiny-bert"}).json()["data"]
         assert client.get("/v1/jobs", params={"model": "other/model"}).json()["data"] == []
-        assert all(j["status"] == "cancelled" for j in client.get("/v1/jobs", params={"status": "cancelled"}).json()["data"])
+        assert all(
+            j["status"] == "cancelled"
+            for j in client.get("/v1/jobs", params={"status": "cancelled"}).json()["data"]
+        )
         assert_problem(client.get("/v1/jobs", params={"status": "bogus"}), 422, "status")
         assert_problem(client.get("/v1/jobs", params={"limit": 0}), 422, "limit")
 
@@ -90,8 +96,12 @@ def _insert_queued(settings, client: httpx.Client, dataset: str) -> str:  # type
 
     with session_scope(settings.database_url) as session:
         tenant = authenticate(session, key=client.headers["authorization"].split()[1])
-        job = jobs.create_job(session, tenant_id=tenant.id, request=JobRequest.model_validate(job_body(dataset)),
-                              settings=settings)
+        job = jobs.create_job(
+            session,
+            tenant_id=tenant.id,
+            request=JobRequest.model_validate(job_body(dataset)),
+            settings=settings,
+        )
         return job.id
 
 
@@ -133,12 +143,22 @@ def _fake_succeeded_job(settings, client: httpx.Client, dataset: str, payload: b
     with session_scope(settings.database_url) as session:
         job = session.get(Job, job_id)
         job.status = "succeeded"
-        session.add(Artifact(job_id=job_id, name="model.safetensors", storage_key=stored.key,
-                             size_bytes=stored.size_bytes, sha256=stored.sha256, content_type="application/octet-stream"))
+        session.add(
+            Artifact(
+                job_id=job_id,
+                name="model.safetensors",
+                storage_key=stored.key,
+                size_bytes=stored.size_bytes,
+                sha256=stored.sha256,
+                content_type="application/octet-stream",
+            )
+        )
     return job_id, stored.key
 
 
-def test_artifact_download_range_etag_and_corruption(client_a: httpx.Client, dataset_id: str, settings) -> None:  # type: ignore[no-untyped-def]
+def test_artifact_download_range_etag_and_corruption(
+    client_a: httpx.Client, dataset_id: str, settings
+) -> None:  # type: ignore[no-untyped-def]
     payload = bytes(range(256)) * 400
     job_id, key = _fake_succeeded_job(settings, client_a, dataset_id, payload)
     listing = client_a.get(f"/v1/jobs/{job_id}/artifacts").json()["data"]

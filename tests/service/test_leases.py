@@ -26,7 +26,9 @@ def _client(api_url: str, settings) -> httpx.Client:  # type: ignore[no-untyped-
 
 def _expire(settings, job_id: str) -> None:  # type: ignore[no-untyped-def]
     with session_scope(settings.database_url) as session:
-        session.execute(update(Job).where(Job.id == job_id).values(lease_expires_at=utcnow() - timedelta(seconds=1)))
+        session.execute(
+            update(Job).where(Job.id == job_id).values(lease_expires_at=utcnow() - timedelta(seconds=1))
+        )
 
 
 def _job(settings, job_id: str) -> Job:  # type: ignore[no-untyped-def]
@@ -80,7 +82,11 @@ def test_reaper_requeues_then_fails_worker_lost(api_url: str, settings) -> None:
             else:
                 assert job_id in report.failed
         job = _job(settings, job_id)
-        assert job.status == "failed" and job.error_code == "worker_lost" and job.attempt == settings.max_attempts
+        assert (
+            job.status == "failed"
+            and job.error_code == "worker_lost"
+            and job.attempt == settings.max_attempts
+        )
         assert job.results is None
         body = client.get(f"/v1/jobs/{job_id}").json()
         assert body["error"]["code"] == "worker_lost"
@@ -95,7 +101,9 @@ def test_reaper_republishes_jobs_the_broker_lost(api_url: str, settings) -> None
         ds = client.post("/v1/datasets", files={"file": ("c.txt", b"text\n")}).json()["id"]
         job_id = _insert_queued(settings, client, ds)  # never published: as if Redis lost it
     with session_scope(settings.database_url) as session:
-        session.execute(update(Job).where(Job.id == job_id).values(published_at=utcnow() - timedelta(hours=1)))
+        session.execute(
+            update(Job).where(Job.id == job_id).values(published_at=utcnow() - timedelta(hours=1))
+        )
     before = r.llen(queue_key)
     report = reap_once(settings=settings, dispatcher=CeleryDispatcher(settings))
     assert job_id in report.republish

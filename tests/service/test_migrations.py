@@ -13,8 +13,17 @@ from app.db.engine import get_engine
 from app.db.migrate import downgrade, upgrade
 from app.db.models import Base
 
-TABLES = {"tenants", "api_keys", "jobs", "job_events", "evaluation_results", "artifacts", "datasets",
-          "idempotency_keys", "alembic_version"}
+TABLES = {
+    "tenants",
+    "api_keys",
+    "jobs",
+    "job_events",
+    "evaluation_results",
+    "artifacts",
+    "datasets",
+    "idempotency_keys",
+    "alembic_version",
+}
 
 
 def _round_trip(url: str) -> None:

@@ -52,10 +52,15 @@ def test_signed_retried_recorded(api_url: str, settings) -> None:  # type: ignor
         assert len(Receiver.calls) >= 3
         headers, body = Receiver.calls[-1]
         with session_scope(settings.database_url) as session:
-            secret = session.scalars(select(Tenant.webhook_secret).join(Job, Job.tenant_id == Tenant.id)
-                                     .where(Job.id == job_id)).one()
-            types = [e.type for e in session.scalars(select(JobEvent).where(JobEvent.job_id == job_id)
-                                                     .order_by(JobEvent.seq))]
+            secret = session.scalars(
+                select(Tenant.webhook_secret).join(Job, Job.tenant_id == Tenant.id).where(Job.id == job_id)
+            ).one()
+            types = [
+                e.type
+                for e in session.scalars(
+                    select(JobEvent).where(JobEvent.job_id == job_id).order_by(JobEvent.seq)
+                )
+            ]
         timestamp = headers["Pare-Webhook-Timestamp"]
         message = f"{headers['Pare-Webhook-Id']}.{timestamp}.{body.decode()}".encode()
         expected = hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()

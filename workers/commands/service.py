@@ -25,7 +25,9 @@ LOCAL_KEY_FILE = Path("var/api-key")
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
-@click.option("--no-auth", is_flag=True, help="Development only: no API keys, every caller is tenant 'local'.")
+@click.option(
+    "--no-auth", is_flag=True, help="Development only: no API keys, every caller is tenant 'local'."
+)
 @click.option("--no-migrate", is_flag=True, help="Do not run `alembic upgrade head` first.")
 @click.option("--log-level", default="info", show_default=True)
 def serve(host: str, port: int, no_auth: bool, no_migrate: bool, log_level: str) -> None:
@@ -53,7 +55,9 @@ def serve(host: str, port: int, no_auth: bool, no_migrate: bool, log_level: str)
         if settings.auth:
             _ensure_local_key(settings.database_url)
         worker.start()
-        click.echo(f"embedded mode: database {settings.database_url}, storage {settings.storage_url}", err=True)
+        click.echo(
+            f"embedded mode: database {settings.database_url}, storage {settings.storage_url}", err=True
+        )
     app = create_app(settings, dispatcher=dispatcher)
     try:
         uvicorn.run(app, host=host, port=port, log_level=log_level)
@@ -70,21 +74,27 @@ def _ensure_local_key(database_url: str) -> None:
     with session_scope(database_url) as session:
         if keys.has_keys(session):
             if LOCAL_KEY_FILE.exists():
-                click.echo(f"API key in {LOCAL_KEY_FILE} (or create one: pare keys create --tenant NAME)", err=True)
+                click.echo(
+                    f"API key in {LOCAL_KEY_FILE} (or create one: pare keys create --tenant NAME)", err=True
+                )
             return
         _, key = keys.create_key(session, tenant_name="local")
     LOCAL_KEY_FILE.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(LOCAL_KEY_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write(key + "\n")
-    click.echo(f"created an API key for tenant 'local' (saved to {LOCAL_KEY_FILE}; clients read it from there):")
+    click.echo(
+        f"created an API key for tenant 'local' (saved to {LOCAL_KEY_FILE}; clients read it from there):"
+    )
     click.echo(key)
 
 
 @click.command()
 @click.option("-Q", "--queue", default=None, help="Queue to consume (default PARE_QUEUE, 'gpu').")
 @click.option("--concurrency", default=1, show_default=True, type=int, help="Processes; one per GPU.")
-@click.option("--pool", default="prefork", show_default=True, type=click.Choice(["prefork", "solo", "threads"]))
+@click.option(
+    "--pool", default="prefork", show_default=True, type=click.Choice(["prefork", "solo", "threads"])
+)
 @click.option("--beat", is_flag=True, help="Also run the reaper on a schedule in this worker (celery beat).")
 @click.option("--loglevel", default="INFO", show_default=True)
 def worker(queue: str | None, concurrency: int, pool: str, beat: bool, loglevel: str) -> None:
@@ -94,9 +104,22 @@ def worker(queue: str | None, concurrency: int, pool: str, beat: bool, loglevel:
 
     settings = get_settings()
     if not settings.broker_url:
-        raise click.UsageError("PARE_BROKER_URL is not set; `pare serve` runs jobs in-process without a broker")
-    argv = ["worker", "-Q", queue or settings.queue, "--concurrency", str(concurrency), "--pool", pool,
-            "--loglevel", loglevel, "--without-gossip", "--without-mingle"]
+        raise click.UsageError(
+            "PARE_BROKER_URL is not set; `pare serve` runs jobs in-process without a broker"
+        )
+    argv = [
+        "worker",
+        "-Q",
+        queue or settings.queue,
+        "--concurrency",
+        str(concurrency),
+        "--pool",
+        pool,
+        "--loglevel",
+        loglevel,
+        "--without-gossip",
+        "--without-mingle",
+    ]
     if beat:
         argv.append("--beat")
     app.worker_main(argv)
@@ -168,7 +191,9 @@ def _check(response: Any) -> Any:
     if response.status_code >= 400:
         try:
             body = response.json()
-            message = f"{body.get('title')}: {body.get('detail')}" + (f" (field {body['field']})" if body.get("field") else "")
+            message = f"{body.get('title')}: {body.get('detail')}" + (
+                f" (field {body['field']})" if body.get("field") else ""
+            )
         except ValueError:
             message = response.text
         raise click.ClickException(f"HTTP {response.status_code}: {message}")
@@ -181,7 +206,9 @@ def _echo_json(data: Any) -> None:
 
 client_options = [
     click.option("--api-url", envvar="PARE_API_URL", default=DEFAULT_API_URL, show_default=True),
-    click.option("--api-key", envvar="PARE_API_KEY", default=None, help="Default: $PARE_API_KEY or ./var/api-key."),
+    click.option(
+        "--api-key", envvar="PARE_API_KEY", default=None, help="Default: $PARE_API_KEY or ./var/api-key."
+    ),
 ]
 
 
@@ -202,7 +229,9 @@ def _upload(client: Any, path: Path) -> str:
 
 
 @jobs.command("submit")
-@click.option("--file", "request_file", type=click.Path(exists=True, dir_okay=False), help="A full JSON request.")
+@click.option(
+    "--file", "request_file", type=click.Path(exists=True, dir_okay=False), help="A full JSON request."
+)
 @click.option("--model", help="Hub id, e.g. sentence-transformers/all-MiniLM-L6-v2.")
 @click.option("--revision")
 @click.option("--method", type=click.Choice(["id", "svd", "magnitude"]), default="id", show_default=True)
@@ -212,14 +241,29 @@ def _upload(client: Any, path: Path) -> str:
 @click.option("--num-samples", type=int, default=128, show_default=True)
 @click.option("--max-seq-length", type=int, default=128, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--eval", "evals", multiple=True, help="TASK or TASK=DATASET (dataset id, hub id or local file).")
+@click.option(
+    "--eval", "evals", multiple=True, help="TASK or TASK=DATASET (dataset id, hub id or local file)."
+)
 @click.option("--idempotency-key")
 @click.option("--follow", is_flag=True, help="Follow progress until the job ends.")
 @with_client
-def jobs_submit(request_file: str | None, model: str | None, revision: str | None, method: str,
-                mac_ratio: float | None, calibration: str | None, text_column: str | None, num_samples: int,
-                max_seq_length: int, seed: int, evals: tuple[str, ...], idempotency_key: str | None,
-                follow: bool, api_url: str, api_key: str | None) -> None:
+def jobs_submit(
+    request_file: str | None,
+    model: str | None,
+    revision: str | None,
+    method: str,
+    mac_ratio: float | None,
+    calibration: str | None,
+    text_column: str | None,
+    num_samples: int,
+    max_seq_length: int,
+    seed: int,
+    evals: tuple[str, ...],
+    idempotency_key: str | None,
+    follow: bool,
+    api_url: str,
+    api_key: str | None,
+) -> None:
     """Submit a job; prints it, and its id as the last line."""
     with _client(api_url, api_key) as client:
         if request_file:
@@ -239,8 +283,12 @@ def jobs_submit(request_file: str | None, model: str | None, revision: str | Non
                 "model": {"id": model} | ({"revision": revision} if revision else {}),
                 "method": {"name": method},
                 "target": {"mac_ratio": mac_ratio},
-                "calibration": {"dataset": ref(calibration), "num_samples": num_samples,
-                                "max_seq_length": max_seq_length, "seed": seed}
+                "calibration": {
+                    "dataset": ref(calibration),
+                    "num_samples": num_samples,
+                    "max_seq_length": max_seq_length,
+                    "seed": seed,
+                }
                 | ({"text_column": text_column} if text_column else {}),
                 "evaluation": evaluation,
             }
@@ -258,15 +306,20 @@ def jobs_submit(request_file: str | None, model: str | None, revision: str | Non
 @click.option("--limit", type=int, default=20, show_default=True)
 @click.option("--after")
 @with_client
-def jobs_list(status: str | None, model: str | None, limit: int, after: str | None, api_url: str,
-              api_key: str | None) -> None:
+def jobs_list(
+    status: str | None, model: str | None, limit: int, after: str | None, api_url: str, api_key: str | None
+) -> None:
     """List jobs, newest first."""
-    params = {k: v for k, v in {"status": status, "model": model, "limit": limit, "after": after}.items() if v}
+    params = {
+        k: v for k, v in {"status": status, "model": model, "limit": limit, "after": after}.items() if v
+    }
     with _client(api_url, api_key) as client:
         page = _check(client.get("/v1/jobs", params=params))
     for job in page["data"]:
         percent = (job.get("progress") or {}).get("percent", 0)
-        click.echo(f"{job['id']}  {job['status']:<10}  {percent:5.1f}%  {job['model']['id']}  {job['created_at']}")
+        click.echo(
+            f"{job['id']}  {job['status']:<10}  {percent:5.1f}%  {job['model']['id']}  {job['created_at']}"
+        )
     if page["has_more"]:
         click.echo(f"more: --after {page['data'][-1]['id']}")
 
@@ -316,7 +369,9 @@ def _sse(response: Any) -> Any:
 def _follow(client: Any, job_id: str) -> None:
     from tqdm import tqdm
 
-    bar = tqdm(total=100.0, unit="%", bar_format="{l_bar}{bar}| {n:.1f}% [{elapsed}<{remaining}]", file=sys.stderr)
+    bar = tqdm(
+        total=100.0, unit="%", bar_format="{l_bar}{bar}| {n:.1f}% [{elapsed}<{remaining}]", file=sys.stderr
+    )
     headers = {"Accept": "text/event-stream"}
     with client.stream("GET", f"/v1/jobs/{job_id}/events", headers=headers, timeout=None) as response:
         if response.status_code >= 400:

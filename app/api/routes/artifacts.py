@@ -54,7 +54,9 @@ def download_artifact(
     try:
         path, cleanup = storage.local_copy(artifact.storage_key, artifact.sha256)
     except CorruptObject as exc:
-        raise CorruptArtifact(f"{name} does not match its recorded sha256; refusing to serve it", field="name") from exc
+        raise CorruptArtifact(
+            f"{name} does not match its recorded sha256; refusing to serve it", field="name"
+        ) from exc
     except MissingObject as exc:
         raise NotFound(f"{name} is missing from storage", field="name") from exc
     return FileResponse(

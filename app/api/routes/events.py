@@ -39,7 +39,8 @@ async def _stream(request: Request, job_id: str, after: int) -> AsyncIterator[st
         events, terminal = await to_thread.run_sync(_poll, sessions, job_id, after)
         for event in events:
             after = event.seq
-            yield f"id: {event.seq}\nevent: {event.type}\ndata: {json.dumps(event.model_dump(mode='json'))}\n\n"
+            data = json.dumps(event.model_dump(mode="json"))
+            yield f"id: {event.seq}\nevent: {event.type}\ndata: {data}\n\n"
         if terminal and not events:
             yield "event: end\ndata: {}\n\n"
             return
@@ -77,6 +78,8 @@ def list_events(
             after = max(after, int(last_event_id))
         session.close()
         headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-        return StreamingResponse(_stream(request, job_id, after), media_type="text/event-stream", headers=headers)
+        return StreamingResponse(
+            _stream(request, job_id, after), media_type="text/event-stream", headers=headers
+        )
     rows, has_more = jobs.list_events(session, job_id=job_id, after=after, limit=limit)
     return schemas.JobEventList(data=[jobs.event_resource(e) for e in rows], has_more=has_more)

@@ -51,7 +51,9 @@ def submit_job(
     """Validate and queue a compression job; 202 with Location. Honours Idempotency-Key."""
     body_hash = jobs.request_hash(body.model_dump(mode="json", exclude_unset=True))
     if idempotency_key:
-        replay = idempotency.claim_key(sessions, tenant_id=tenant.id, key=idempotency_key, body_hash=body_hash)
+        replay = idempotency.claim_key(
+            sessions, tenant_id=tenant.id, key=idempotency_key, body_hash=body_hash
+        )
         if replay is not None:
             headers = {"Location": f"/v1/jobs/{replay.job_id}", "Idempotent-Replayed": "true"}
             return JSONResponse(replay.body, status_code=replay.status_code, headers=headers)
@@ -81,13 +83,20 @@ def list_jobs(
     session: SessionDep,
     settings: SettingsDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    after: Annotated[str | None, Query(max_length=40, description="The last id of the previous page.")] = None,
+    after: Annotated[
+        str | None, Query(max_length=40, description="The last id of the previous page.")
+    ] = None,
     status: Annotated[schemas.JobStatus | None, Query()] = None,
     model: Annotated[str | None, Query(max_length=200)] = None,
 ) -> schemas.JobList:
     """This tenant's jobs, newest first, with cursor pagination."""
     rows, has_more = jobs.list_jobs(
-        session, tenant_id=tenant.id, limit=min(limit, settings.max_jobs_page), after=after, status=status, model=model
+        session,
+        tenant_id=tenant.id,
+        limit=min(limit, settings.max_jobs_page),
+        after=after,
+        status=status,
+        model=model,
     )
     return schemas.JobList(data=[jobs.to_resource(j) for j in rows], has_more=has_more)
 
@@ -110,5 +119,3 @@ def cancel_job(job_id: str, tenant: TenantDep, session: SessionDep, settings: Se
     if terminal:
         webhooks.schedule(settings=settings, job_id=job.id)
     return jobs.to_resource(job)
-
-
