@@ -150,3 +150,57 @@ def test_minilm_sts_end_to_end(
             for r in session.scalars(select(EvaluationResult).where(EvaluationResult.job_id == job_id))
         }
     assert phases == {"baseline", "compressed"}
+
+
+def test_worker_killed_mid_job_is_rerun_once(
+    env: dict[str, str],
+    settings,
+    client_a: httpx.Client,  # type: ignore[no-untyped-def]
+    dataset_id: str,
+    root: Path,
+) -> None:
+    """kill -9 the worker while it runs a job; the reaper re-queues it; a second worker finishes it
+    (attempt 2, one set of artifacts whose sha256 matches storage)."""
+    import signal
+
+    from app.queue import CeleryDispatcher
+    from app.services.reaper import reap_once
+    from app.storage import make_storage
+    from tests.service.test_jobs import _insert_queued
+    from tests.service.test_leases import _expire, _job
+
+    own = settings.model_copy(update={"queue": f"{settings.queue}-kill"})
+    own_env = env | {"PARE_QUEUE": own.queue}
+    command = [*helpers.PARE, "worker", "--pool", "solo", "--loglevel", "INFO"]
+    first_log = root / "kill-worker-1.log"
+    first = helpers.start(command, env=own_env, cwd=root, log=first_log)
+    try:
+        helpers.wait_for(lambda: b"ready" in first_log.read_bytes(), timeout=60)
+        job_id = _insert_queued(settings, client_a, dataset_id)
+        CeleryDispatcher(own).publish(job_id)
+        helpers.wait_for(lambda: _job(settings, job_id).status != "queued", timeout=60, interval=0.05)
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait(timeout=10)
+    finally:
+        helpers.stop(first)
+    assert _job(settings, job_id).status == "running", "the job finished before the kill; nothing to test"
+    _expire(settings, job_id)
+    assert job_id in reap_once(settings=own, dispatcher=CeleryDispatcher(own)).requeued
+    second_log = root / "kill-worker-2.log"
+    second = helpers.start(command, env=own_env, cwd=root, log=second_log)
+    try:
+        job = helpers.wait_for(
+            lambda: (j := _job(settings, job_id)).status in TERMINAL and j, timeout=180, interval=0.5
+        )
+    finally:
+        helpers.stop(second)
+    assert job.status == "succeeded", (job.error_code, job.error_message)
+    assert job.attempt == 2
+    storage = make_storage(settings)
+    with session_scope(settings.database_url) as session:
+        rows = session.scalars(select(Artifact).where(Artifact.job_id == job_id)).all()
+    assert rows and len({r.name for r in rows}) == len(rows)
+    assert {r.storage_key.split("/")[2] for r in rows} == {str(job.fence)}
+    for row in rows:
+        with storage.open_verified(row.storage_key, row.sha256):
+            pass
