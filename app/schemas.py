@@ -138,12 +138,6 @@ class ArtifactOut(BaseModel):
     download_url: str
 
 
-class ArtifactList(BaseModel):
-    object: Literal["list"] = "list"
-    data: list[ArtifactOut]
-    has_more: bool = False
-
-
 class DatasetOut(BaseModel):
     object: Literal["dataset"] = "dataset"
     id: str

@@ -43,7 +43,7 @@ def follow(client: httpx.Client, job_id: str, timeout: float = 180) -> list[tupl
 
 
 def download_all(client: httpx.Client, job_id: str, dest: Path) -> list[dict]:  # type: ignore[type-arg]
-    artifacts = client.get(f"/v1/jobs/{job_id}/artifacts").json()["data"]
+    artifacts = client.get(f"/v1/jobs/{job_id}/artifacts").json()
     for artifact in artifacts:
         body = client.get(artifact["download_url"])
         assert body.status_code == 200

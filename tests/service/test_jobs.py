@@ -161,7 +161,7 @@ def test_artifact_download_range_etag_and_corruption(
 ) -> None:  # type: ignore[no-untyped-def]
     payload = bytes(range(256)) * 400
     job_id, key = _fake_succeeded_job(settings, client_a, dataset_id, payload)
-    listing = client_a.get(f"/v1/jobs/{job_id}/artifacts").json()["data"]
+    listing = client_a.get(f"/v1/jobs/{job_id}/artifacts").json()
     assert listing[0]["name"] == "model.safetensors" and listing[0]["size_bytes"] == len(payload)
     sha = hashlib.sha256(payload).hexdigest()
     assert listing[0]["sha256"] == sha

@@ -403,7 +403,7 @@ def jobs_download(job_id: str, out: str | None, api_url: str, api_key: str | Non
     dest = Path(out or job_id)
     dest.mkdir(parents=True, exist_ok=True)
     with _client(api_url, api_key) as client:
-        for artifact in _check(client.get(f"/v1/jobs/{job_id}/artifacts"))["data"]:
+        for artifact in _check(client.get(f"/v1/jobs/{job_id}/artifacts")):
             target = dest / artifact["name"]
             target.parent.mkdir(parents=True, exist_ok=True)
             tmp = target.with_name(target.name + ".part")

@@ -18,22 +18,20 @@ from app.storage import CorruptObject, MissingObject
 router = APIRouter(prefix="/v1/jobs", tags=["artifacts"])
 
 
-@router.get("/{job_id}/artifacts", response_model=schemas.ArtifactList, responses=PROBLEMS)
-def list_artifacts(job_id: str, tenant: TenantDep, session: SessionDep) -> schemas.ArtifactList:
-    """Files of a succeeded job with their sizes and sha256."""
+@router.get("/{job_id}/artifacts", response_model=list[schemas.ArtifactOut], responses=PROBLEMS)
+def list_artifacts(job_id: str, tenant: TenantDep, session: SessionDep) -> list[schemas.ArtifactOut]:
+    """Files of a succeeded job (a JSON array) with their sizes, sha256 and download URLs."""
     jobs.get_job(session, tenant_id=tenant.id, job_id=job_id)
-    return schemas.ArtifactList(
-        data=[
-            schemas.ArtifactOut(
-                name=a.name,
-                size_bytes=a.size_bytes,
-                sha256=a.sha256,
-                content_type=a.content_type,
-                download_url=f"/v1/jobs/{job_id}/artifacts/{quote(a.name)}",
-            )
-            for a in jobs.list_artifacts(session, job_id=job_id)
-        ]
-    )
+    return [
+        schemas.ArtifactOut(
+            name=a.name,
+            size_bytes=a.size_bytes,
+            sha256=a.sha256,
+            content_type=a.content_type,
+            download_url=f"/v1/jobs/{job_id}/artifacts/{quote(a.name)}",
+        )
+        for a in jobs.list_artifacts(session, job_id=job_id)
+    ]
 
 
 @router.get(
