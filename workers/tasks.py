@@ -20,11 +20,13 @@ import shutil
 import socket
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from celery import shared_task
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 
 from app.db.engine import session_scope
 from app.db.jobstate import Claim, claim_job, finish_job, heartbeat, job_state, record_progress
@@ -241,12 +243,16 @@ def content_type(name: str) -> str:
     return mimetypes.guess_type(name)[0] or "application/octet-stream"
 
 
-def record_success(
-    *, settings: Settings, storage: Storage, claim: Claim, job: Job, result: Any, fingerprints: dict[str, str]
+def _commit_success(
+    *,
+    settings: Settings,
+    claim: Claim,
+    result: Any,
+    resolved: dict[str, Any],
+    stored: list[tuple[str, StoredObject]],
 ) -> bool:
-    """Upload, then mark succeeded with artifacts and evaluation rows in one fenced transaction."""
-    stored = upload_artifacts(storage=storage, claim=claim, artifact_dir=Path(result.artifact_dir))
-    resolved = (job.resolved or {}) | dict(result.resolved) | {"datasets": fingerprints}
+    """Mark succeeded and record artifacts and evaluation rows, in one fenced transaction."""
+    done_progress = {"stage": "done", "percent": 100.0, "block": None, "total_blocks": None, "eta_seconds": 0}
     with session_scope(settings.database_url) as session:
         done = finish_job(
             session,
@@ -254,39 +260,48 @@ def record_success(
             status="succeeded",
             results=summarize(result),
             resolved=resolved,
-            progress={
-                "stage": "done",
-                "percent": 100.0,
-                "block": None,
-                "total_blocks": None,
-                "eta_seconds": 0,
-            },
+            progress=done_progress,
         )
-        if done:
-            for name, obj in stored:
+        if not done:
+            return False
+        for name, obj in stored:
+            session.add(
+                Artifact(
+                    job_id=claim.job_id,
+                    name=name,
+                    storage_key=obj.key,
+                    size_bytes=obj.size_bytes,
+                    sha256=obj.sha256,
+                    content_type=content_type(name),
+                )
+            )
+        for phase in ("baseline", "compressed"):
+            for name, value in result.metrics.get(phase, {}).items():
+                task = _task_of(name, result.protocols)
                 session.add(
-                    Artifact(
+                    EvaluationResult(
                         job_id=claim.job_id,
+                        phase=phase,
+                        task=task,
                         name=name,
-                        storage_key=obj.key,
-                        size_bytes=obj.size_bytes,
-                        sha256=obj.sha256,
-                        content_type=content_type(name),
+                        value=float(value),
+                        protocol=result.protocols.get(task, {}),
                     )
                 )
-            for phase in ("baseline", "compressed"):
-                for name, value in result.metrics.get(phase, {}).items():
-                    task = _task_of(name, result.protocols)
-                    session.add(
-                        EvaluationResult(
-                            job_id=claim.job_id,
-                            phase=phase,
-                            task=task,
-                            name=name,
-                            value=float(value),
-                            protocol=result.protocols.get(task, {}),
-                        )
-                    )
+    return True
+
+
+def record_success(
+    *, settings: Settings, storage: Storage, claim: Claim, job: Job, result: Any, fingerprints: dict[str, str]
+) -> bool:
+    """Upload under the run's fence, then commit; a fenced-out run deletes what it uploaded."""
+    stored = upload_artifacts(storage=storage, claim=claim, artifact_dir=Path(result.artifact_dir))
+    resolved = (job.resolved or {}) | dict(result.resolved) | {"datasets": fingerprints}
+    done = retrying(
+        lambda: _commit_success(
+            settings=settings, claim=claim, result=result, resolved=resolved, stored=stored
+        )
+    )
     if not done:
         log.warning("job %s: fenced out after uploading; deleting this run's objects", claim.job_id)
         for _, obj in stored:
@@ -294,9 +309,27 @@ def record_success(
     return done
 
 
+def retrying(write: Callable[[], bool], *, attempts: int = 6, delay: float = 1.0) -> bool:
+    """Retry a terminal write while the database is unreachable (1, 2, 4, ... seconds), so a short
+    outage loses no transition; past that the lease expires and the reaper re-queues the job."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return write()
+        except OperationalError:
+            if attempt == attempts:
+                raise
+            log.warning("database unreachable; retrying the write in %.0fs", delay)
+            time.sleep(delay)
+            delay *= 2
+    return False
+
+
 def _finish(settings: Settings, claim: Claim, status: str, error: tuple[str, str] | None = None) -> bool:
-    with session_scope(settings.database_url) as session:
-        return finish_job(session, claim=claim, status=status, error=error)
+    def write() -> bool:
+        with session_scope(settings.database_url) as session:
+            return finish_job(session, claim=claim, status=status, error=error)
+
+    return retrying(write)
 
 
 def execute_job(*, job_id: str, settings: Settings, owner: str | None = None) -> str:

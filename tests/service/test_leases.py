@@ -128,3 +128,26 @@ def test_expired_cancelling_job_becomes_cancelled(api_url: str, settings) -> Non
         _expire(settings, job_id)
         assert job_id in reap_once(settings=settings, dispatcher=CeleryDispatcher(_idle(settings))).cancelled
         assert client.get(f"/v1/jobs/{job_id}").json()["status"] == "cancelled"
+
+
+def test_terminal_write_survives_a_database_outage(api_url: str, settings) -> None:  # type: ignore[no-untyped-def]
+    """The database is unreachable when the run finishes; the write is retried until it is back."""
+    from tests.service.helpers import TcpProxy, free_port
+    from workers.tasks import _finish
+
+    with _client(api_url, settings) as client:
+        ds = client.post("/v1/datasets", files={"file": ("c.txt", b"text\n")}).json()["id"]
+        job_id = _insert_queued(settings, client, ds)
+    with session_scope(settings.database_url) as session:
+        claim = claim_job(session, job_id=job_id, owner="w", lease_seconds=30)
+    port = free_port()
+    proxy = TcpProxy(port, ("127.0.0.1", 5432))
+    proxied = settings.model_copy(
+        update={"database_url": settings.database_url.replace(":5432/", f":{port}/")}
+    )
+    threading.Timer(1.5, proxy.start).start()  # the outage ends after 1.5 s
+    try:
+        assert _finish(proxied, claim, "cancelled")
+    finally:
+        proxy.stop()
+    assert _job(settings, job_id).status == "cancelled"
