@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import mimetypes
 import os
@@ -353,6 +354,8 @@ def execute_job(*, job_id: str, settings: Settings, owner: str | None = None) ->
             )
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            work.parent.rmdir()
     if outcome in ("succeeded", "failed", "cancelled"):
         webhooks.schedule(settings=settings, job_id=job_id)
     return outcome

@@ -96,6 +96,7 @@ def env(fresh_database, root: Path, hf_home: Path) -> Iterator[dict[str, str]]: 
         "HF_HUB_OFFLINE": "1",
         "TOKENIZERS_PARALLELISM": "false",
         "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(helpers.REPO), os.environ.get("PYTHONPATH")])),
     }
     saved = {k: os.environ.get(k) for k in ("HF_HOME", "HF_HUB_OFFLINE")}
     os.environ.update({k: values[k] for k in saved})  # in-process hub look-ups read these at call time

@@ -30,6 +30,7 @@ def test_embedded_serve_keys_and_client(tmp_path: Path, hf_home: Path) -> None:
         "OMP_NUM_THREADS": "1",
         "PARE_HEARTBEAT_SECONDS": "1",
         "PARE_EVENT_INTERVAL_SECONDS": "0.2",
+        "PYTHONPATH": str(helpers.REPO),
     }
     port = helpers.free_port()
     log = tmp_path / "serve.log"
