@@ -37,3 +37,7 @@ class BudgetInfeasible(PareError):
 
 class InvalidSpec(PareError):
     code = "invalid_spec"
+
+
+class Cancelled(Exception):
+    """Raised at a block boundary when the caller's `should_cancel()` returned True."""

@@ -13,10 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from workers.data import DataSource
+from workers.errors import Cancelled
 
-
-class Cancelled(Exception):
-    """Raised at a block boundary when `should_cancel()` returned True."""
+__all__ = ["Cancelled", "EvalTask", "Event", "PipelineConfig", "PipelineResult", "run_pipeline"]
 
 
 @dataclass(frozen=True)

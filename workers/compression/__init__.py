@@ -1,0 +1,7 @@
+"""The compression core: pure torch/transformers/safetensors, no web, SQL or Celery.
+
+    from workers.compression.engine import CompressionSpec, compress
+    from workers.compression.artifacts import save_compressed, load_compressed
+
+Submodules are imported explicitly so that `workers.compression.macs` stays torch-free.
+"""

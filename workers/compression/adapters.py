@@ -1,0 +1,258 @@
+"""Architecture adapters: where each family keeps its blocks, Linears and head counts.
+
+Per-architecture differences are data (`ArchSpec`) in an explicit registry keyed by
+`config.model_type`; an unknown type raises `UnsupportedArchitecture` listing the supported
+ones. The engine only ever talks to a block through the names of `macs.py`: q, k, v (or the
+fused qkv of GPT-2), o, gate, up, down.
+
+Every block Linear is an `nn.Linear` after `prepare()` (GPT-2's Conv1D is transposed into
+one), or a factorised `nn.Sequential(Linear(n→r, no bias), Linear(r→m))`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from workers.compression.macs import BlockShape, Geometry
+from workers.errors import UnsupportedArchitecture
+
+HeadAttrs = Callable[[int, int, int], dict[str, int]]  # (heads, kv_heads, head_dim) -> attributes
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    layers: str  # path of the block list, relative to model.base_model
+    linears: dict[str, str]  # macs name -> path relative to the block
+    attention: str  # path of the module whose attributes carry head counts
+    head_attrs: HeadAttrs
+
+    @property
+    def attention_inputs(self) -> tuple[str, ...]:
+        """Producers of the attention (fed by the block input)."""
+        return ("qkv",) if "qkv" in self.linears else ("q", "k", "v")
+
+    @property
+    def ffn_producers(self) -> tuple[str, ...]:
+        return ("gate", "up") if "gate" in self.linears else ("up",)
+
+
+def _bert_attrs(h: int, kv: int, dh: int) -> dict[str, int]:
+    return {"num_attention_heads": h, "all_head_size": h * dh}
+
+
+def _gpt2_attrs(h: int, kv: int, dh: int) -> dict[str, int]:
+    return {"num_heads": h, "split_size": h * dh, "embed_dim": h * dh}
+
+
+def _opt_attrs(h: int, kv: int, dh: int) -> dict[str, int]:
+    return {"num_heads": h}
+
+
+def _distilbert_attrs(h: int, kv: int, dh: int) -> dict[str, int]:
+    return {"n_heads": h}
+
+
+def _llama_attrs(h: int, kv: int, dh: int) -> dict[str, int]:
+    return {"num_key_value_groups": h // kv}
+
+
+_BERT = ArchSpec(
+    layers="encoder.layer",
+    linears={
+        "q": "attention.self.query",
+        "k": "attention.self.key",
+        "v": "attention.self.value",
+        "o": "attention.output.dense",
+        "up": "intermediate.dense",
+        "down": "output.dense",
+    },
+    attention="attention.self",
+    head_attrs=_bert_attrs,
+)
+_LLAMA = ArchSpec(
+    layers="layers",
+    linears={
+        "q": "self_attn.q_proj",
+        "k": "self_attn.k_proj",
+        "v": "self_attn.v_proj",
+        "o": "self_attn.o_proj",
+        "gate": "mlp.gate_proj",
+        "up": "mlp.up_proj",
+        "down": "mlp.down_proj",
+    },
+    attention="self_attn",
+    head_attrs=_llama_attrs,
+)
+
+REGISTRY: dict[str, ArchSpec] = {
+    "bert": _BERT,
+    "roberta": _BERT,
+    "distilbert": ArchSpec(
+        layers="transformer.layer",
+        linears={
+            "q": "attention.q_lin",
+            "k": "attention.k_lin",
+            "v": "attention.v_lin",
+            "o": "attention.out_lin",
+            "up": "ffn.lin1",
+            "down": "ffn.lin2",
+        },
+        attention="attention",
+        head_attrs=_distilbert_attrs,
+    ),
+    "gpt2": ArchSpec(
+        layers="h",
+        linears={"qkv": "attn.c_attn", "o": "attn.c_proj", "up": "mlp.c_fc", "down": "mlp.c_proj"},
+        attention="attn",
+        head_attrs=_gpt2_attrs,
+    ),
+    "opt": ArchSpec(
+        layers="decoder.layers",
+        linears={
+            "q": "self_attn.q_proj",
+            "k": "self_attn.k_proj",
+            "v": "self_attn.v_proj",
+            "o": "self_attn.out_proj",
+            "up": "fc1",
+            "down": "fc2",
+        },
+        attention="self_attn",
+        head_attrs=_opt_attrs,
+    ),
+    "llama": _LLAMA,
+    "mistral": _LLAMA,
+    "qwen2": _LLAMA,
+}
+
+
+def supported_model_types() -> tuple[str, ...]:
+    return tuple(REGISTRY)
+
+
+def set_module(root: nn.Module, path: str, module: nn.Module) -> None:
+    parent, _, name = path.rpartition(".")
+    setattr(root.get_submodule(parent) if parent else root, name, module)
+
+
+def linear_dims(module: nn.Module) -> tuple[int, int, int | None]:
+    """(out_features, in_features, rank or None) of a Linear or a factorised pair."""
+    if isinstance(module, nn.Sequential):
+        first, second = module[0], module[1]
+        return second.out_features, first.in_features, first.out_features
+    if isinstance(module, nn.Linear):
+        return module.out_features, module.in_features, None
+    raise TypeError(f"not a block Linear: {type(module).__name__}")
+
+
+class ModelAdapter:
+    """One model seen through its `ArchSpec`."""
+
+    def __init__(self, model: nn.Module) -> None:
+        config = model.config
+        spec = REGISTRY.get(config.model_type)
+        if spec is None:
+            raise UnsupportedArchitecture(
+                f"model_type {config.model_type!r} is not supported; supported: {', '.join(REGISTRY)}"
+            )
+        self.model = model
+        self.spec = spec
+        self.geometry = Geometry.from_config(config.to_dict())
+        base = model.base_model
+        self.base_prefix = _prefix_of(model, base)
+        self.layers_path = f"{self.base_prefix}{spec.layers}"
+
+    @property
+    def layers(self) -> nn.ModuleList:
+        return self.model.get_submodule(self.layers_path)  # type: ignore[return-value]
+
+    def layer_path(self, index: int) -> str:
+        return f"{self.layers_path}.{index}"
+
+    def linear(self, layer: nn.Module, name: str) -> nn.Module:
+        return layer.get_submodule(self.spec.linears[name])
+
+    def set_linear(self, layer: nn.Module, name: str, module: nn.Module) -> None:
+        set_module(layer, self.spec.linears[name], module)
+
+    def prepare(self) -> None:
+        """Turn GPT-2's Conv1D (weight in×out) into nn.Linear (out×in), exactly."""
+        for layer in self.layers:
+            for name in self.spec.linears:
+                module = self.linear(layer, name)
+                if type(module).__name__ == "Conv1D":
+                    self.set_linear(layer, name, _conv1d_to_linear(module))
+
+    def block_shape(self, layer: nn.Module) -> BlockShape:
+        """Read what a (possibly compressed) block keeps from its live modules."""
+        g = self.geometry
+        dims = {name: linear_dims(self.linear(layer, name)) for name in self.spec.linears}
+        heads = dims["o"][1] // g.head_dim
+        if "qkv" in dims:
+            kv = (dims["qkv"][0] - heads * g.head_dim) // (2 * g.head_dim)
+        else:
+            kv = dims["k"][0] // g.head_dim
+        ranks = {name: r for name, (_, _, r) in dims.items() if r is not None}
+        return BlockShape(heads=heads, kv_heads=kv, neurons=dims["down"][1], ranks=ranks)
+
+    def set_heads(self, layer: nn.Module, heads: int, kv_heads: int) -> dict[str, int]:
+        attrs = self.spec.head_attrs(heads, kv_heads, self.geometry.head_dim)
+        attention = layer.get_submodule(self.spec.attention)
+        for key, value in attrs.items():
+            setattr(attention, key, value)
+        return attrs
+
+    def manifest(self) -> dict[str, Any]:
+        """Every block Linear's kind and shape, and head attributes: what the loader rebuilds."""
+        modules: dict[str, dict[str, Any]] = {}
+        attributes: dict[str, dict[str, int]] = {}
+        for i, layer in enumerate(self.layers):
+            for name, rel in self.spec.linears.items():
+                module = self.linear(layer, name)
+                out_f, in_f, rank = linear_dims(module)
+                last = module[1] if isinstance(module, nn.Sequential) else module
+                entry = {"type": "linear" if rank is None else "lowrank", "in": in_f, "out": out_f}
+                entry["bias"] = last.bias is not None
+                if rank is not None:
+                    entry["rank"] = rank
+                modules[f"{self.layer_path(i)}.{rel}"] = entry
+            shape = self.block_shape(layer)
+            attrs = self.spec.head_attrs(shape.heads, shape.kv_heads, self.geometry.head_dim)
+            attributes[f"{self.layer_path(i)}.{self.spec.attention}"] = attrs
+        return {"modules": modules, "attributes": attributes}
+
+
+def _prefix_of(model: nn.Module, base: nn.Module) -> str:
+    if base is model:
+        return ""
+    for name, module in model.named_modules():
+        if module is base:
+            return f"{name}."
+    raise UnsupportedArchitecture("cannot locate the base model inside the model")
+
+
+def _conv1d_to_linear(conv: nn.Module) -> nn.Linear:
+    weight = conv.weight  # (in, out)
+    linear = nn.Linear(weight.shape[0], weight.shape[1], bias=conv.bias is not None)
+    linear = linear.to(device=weight.device, dtype=weight.dtype)
+    with torch.no_grad():
+        linear.weight.copy_(weight.t())
+        if conv.bias is not None:
+            linear.bias.copy_(conv.bias)
+    return linear
+
+
+def build_linear(entry: dict[str, Any], dtype: torch.dtype) -> nn.Module:
+    """An uninitialised module of the kind and shape a manifest entry describes."""
+    if entry["type"] == "linear":
+        return nn.Linear(entry["in"], entry["out"], bias=entry["bias"], dtype=dtype)
+    if entry["type"] == "lowrank":
+        return nn.Sequential(
+            nn.Linear(entry["in"], entry["rank"], bias=False, dtype=dtype),
+            nn.Linear(entry["rank"], entry["out"], bias=entry["bias"], dtype=dtype),
+        )
+    raise ValueError(f"unknown module type in manifest: {entry['type']!r}")

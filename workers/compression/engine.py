@@ -1,0 +1,175 @@
+"""The compression driver: one pass to plan (when the method allocates from data), one to compress.
+
+    report = compress(model, batches, CompressionSpec("id", 0.5, reference_seq_len=128))
+
+`model` is rewritten in place (same transformers class; block Linears replaced), `batches`
+are {"input_ids", "attention_mask"} dicts. Staged (default): block l is calibrated on the
+outputs of the already compressed blocks 0..l-1; `staged: false` calibrates every block on
+the dense model's activations. Cancellation is honoured between blocks.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from pydantic import ValidationError
+from torch import nn
+
+from workers.compression.adapters import ModelAdapter
+from workers.compression.calibration import BlockInputs, BlockStats, Calibrator, move_except_layers, on_device
+from workers.compression.macs import block_macs, head_macs
+from workers.compression.methods import Method, get_method
+from workers.errors import BudgetInfeasible, Cancelled, InvalidSpec
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, int, int], None]  # (stage, blocks done, total blocks)
+TOLERANCE = 0.01  # achieved kept ratio must be ≤ target and within this of it
+
+
+@dataclass(frozen=True)
+class CompressionSpec:
+    method: str
+    mac_target: float
+    reference_seq_len: int = 128
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+def build_method(spec: CompressionSpec, adapter: ModelAdapter) -> Method:
+    if not 0.0 < spec.mac_target <= 1.0:
+        raise InvalidSpec(f"mac_target must be in (0, 1], got {spec.mac_target}", field="target.mac_ratio")
+    if spec.reference_seq_len < 1:
+        raise InvalidSpec("reference_seq_len must be positive", field="target.reference_seq_len")
+    cls = get_method(spec.method)
+    try:
+        params = cls.Params(**spec.params)
+    except ValidationError as exc:
+        raise InvalidSpec(f"invalid parameters for method {spec.method!r}: {exc}", field="method.params") from exc
+    return cls(params, adapter, spec.reference_seq_len)
+
+
+def measure(adapter: ModelAdapter, seq_len: int) -> dict[str, int]:
+    """Block and whole-model MACs and parameters of the model as it is now."""
+    g = adapter.geometry
+    blocks = sum(block_macs(g, adapter.block_shape(layer), seq_len) for layer in adapter.layers)
+    params = sum(p.numel() for p in adapter.model.parameters())
+    return {"block_macs": blocks, "model_macs": blocks + head_macs(g, seq_len), "params": params}
+
+
+def compress(
+    model: nn.Module,
+    batches: list[dict[str, torch.Tensor]],
+    spec: CompressionSpec,
+    *,
+    device: str | torch.device = "cpu",
+    on_progress: Progress | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+) -> dict[str, Any]:
+    """Compress `model` in place to `spec`; return the report that goes into compression.json."""
+    started = time.perf_counter()
+    adapter = ModelAdapter(model)
+    adapter.prepare()
+    method = build_method(spec, adapter)
+    before = measure(adapter, spec.reference_seq_len)
+    dev = torch.device(device)
+    home, store = _place(model, adapter, dev)
+    calibrator = Calibrator(adapter, dev, store)
+    progress = on_progress or (lambda *_: None)
+    timings: dict[str, float] = {}
+
+    def check_cancel() -> None:
+        if should_cancel is not None and should_cancel():
+            raise Cancelled("cancelled at a block boundary")
+
+    inputs: BlockInputs | None = None
+    if method.needs_data:
+        if not batches:
+            raise InvalidSpec(f"method {spec.method!r} needs calibration data", field="calibration")
+        t = time.perf_counter()
+        inputs = calibrator.capture(batches)
+        timings["capture"] = time.perf_counter() - t
+    if method.needs_planning_pass:
+        assert inputs is not None
+        t = time.perf_counter()
+        _planning_pass(adapter, method, calibrator, inputs, dev, home, progress, check_cancel)
+        timings["planning"] = time.perf_counter() - t
+    plan = method.plan(spec.mac_target)
+    t = time.perf_counter()
+    layers = _compress_pass(adapter, method, calibrator, inputs, plan, dev, home, progress, check_cancel)
+    timings["compression"] = time.perf_counter() - t
+    after = measure(adapter, spec.reference_seq_len)
+    ratio = after["block_macs"] / before["block_macs"]
+    if ratio > spec.mac_target + 1e-9 or ratio < spec.mac_target - TOLERANCE:
+        raise BudgetInfeasible(f"achieved MAC ratio {ratio:.4f} is not within {TOLERANCE} below {spec.mac_target}")
+    return {
+        "method": spec.method,
+        "params": method.params.model_dump(),
+        "target": {"mac_ratio": spec.mac_target, "reference_seq_len": spec.reference_seq_len, "of": "blocks"},
+        "macs": {
+            "dense_block": before["block_macs"],
+            "compressed_block": after["block_macs"],
+            "mac_ratio": ratio,
+            "dense_model": before["model_macs"],
+            "compressed_model": after["model_macs"],
+            "mac_ratio_model": after["model_macs"] / before["model_macs"],
+        },
+        "params": {"before": before["params"], "after": after["params"]},
+        "calibration": {"batches": len(batches), "tokens": inputs.num_tokens if inputs else 0},
+        "layers": layers,
+        "timings": {**timings, "total": time.perf_counter() - started},
+        "device": str(dev),
+    }
+
+
+def _place(model: nn.Module, adapter: ModelAdapter, dev: torch.device) -> tuple[torch.device, torch.device]:
+    """(home of the blocks, home of activations). Blocks stay on the CPU when the model would
+    not fit comfortably on the accelerator; one block at a time then visits the device."""
+    if dev.type != "cuda":
+        model.to(dev)
+        return dev, dev
+    free, _ = torch.cuda.mem_get_info(dev)
+    size = sum(p.numel() * p.element_size() for p in model.parameters())
+    if size < 0.5 * free:
+        model.to(dev)
+        return dev, dev
+    log.info("model (%.1f GB) kept on the CPU; blocks visit %s one at a time", size / 1e9, dev)
+    move_except_layers(adapter, dev)
+    return torch.device("cpu"), torch.device("cpu")
+
+
+def _planning_pass(adapter, method, calibrator, inputs, dev, home, progress, check_cancel) -> None:  # type: ignore[no-untyped-def]
+    n = len(adapter.layers)
+    current = inputs
+    for i, layer in enumerate(adapter.layers):
+        check_cancel()
+        with on_device(layer, dev, home):
+            stats, outputs = calibrator.run(layer, current, method.observed(layer), keep_outputs=i < n - 1)
+            method.observe_plan(i, layer, stats)
+        current = current.with_hidden(outputs)
+        progress("planning", i + 1, n)
+
+
+def _compress_pass(adapter, method, calibrator, inputs, plan, dev, home, progress, check_cancel) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]
+    n, staged = len(adapter.layers), method.params.staged
+    current, reports = inputs, []
+    for i, layer in enumerate(adapter.layers):
+        check_cancel()
+        last = i == n - 1
+        with on_device(layer, dev, home):
+            stats, outputs = BlockStats(), []
+            if current is not None:
+                keep = not staged and not last
+                stats, outputs = calibrator.run(layer, current, method.observed(layer), keep_outputs=keep)
+            reports.append(method.compress_block(i, layer, stats, plan[i]))
+            del stats
+            if current is not None and staged and not last:
+                _, outputs = calibrator.run(layer, current)
+        if current is not None:
+            current = current.with_hidden(outputs)
+        progress("compressing", i + 1, n)
+    return reports

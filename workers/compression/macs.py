@@ -1,0 +1,200 @@
+"""MAC accounting, torch-free (the API imports this module for estimates).
+
+Kwon et al. 2022 (arXiv 2204.09656), reused by STAT, at a reference sequence length L,
+width d, head size d_h:
+
+- per attention head: 3·L·d·d_h (q, k, v) + 2·L²·d_h (QKᵀ and A·V) + L·d_h·d (output)
+- grouped-query attention: per query head L·d·d_h + 2·L²·d_h + L·d_h·d, per kv head 2·L·d·d_h
+- per FFN neuron: 2·L·d; gated (SwiGLU: gate, up, down): 3·L·d
+- a dense Linear m×n: L·m·n; rank r: L·r·(m+n)
+
+Every formula above is the sum over the block's Linear maps of L·in·out plus 2·L²·d_h per
+query head, so that is how it is computed here: from a `BlockShape` that names each Linear's
+shape and optional rank. Embeddings, norms, softmax and biases are not counted. The block
+total is what a MAC target means; the whole-model figure adds the LM head (L·d·V) or the
+pooler and classifier (once per sequence).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+# Names of a block's Linear maps. Fused GPT-2 attention uses "qkv" in place of q, k, v.
+ATTENTION_LINEARS = ("q", "k", "v", "qkv", "o")
+FFN_LINEARS = ("gate", "up", "down")
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """The dense shapes of a transformer, read from its config."""
+
+    model_type: str
+    num_layers: int
+    hidden: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    intermediate: int
+    gated: bool  # SwiGLU: gate and up producers
+    fused_qkv: bool  # GPT-2's c_attn
+    vocab: int
+    lm_head: bool
+    num_labels: int = 0
+
+    @property
+    def group_size(self) -> int:
+        return self.heads // self.kv_heads
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Geometry:
+        """Read a config dict (config.json or PretrainedConfig.to_dict())."""
+        mt = config.get("model_type", "")
+        get = config.get
+        hidden = get("hidden_size") or get("n_embd") or get("dim") or get("d_model")
+        heads = get("num_attention_heads") or get("n_head") or get("n_heads")
+        layers = get("num_hidden_layers") or get("n_layer") or get("n_layers")
+        inter = get("intermediate_size") or get("n_inner") or get("ffn_dim") or get("hidden_dim")
+        if mt == "gpt2" and not inter:
+            inter = 4 * hidden
+        if not (hidden and heads and layers and inter):
+            raise ValueError(f"config of model_type {mt!r} lacks hidden size, heads, layers or FFN width")
+        archs = get("architectures") or []
+        causal = any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs)
+        seqcls = any(a.endswith("ForSequenceClassification") for a in archs)
+        return cls(
+            model_type=mt,
+            num_layers=int(layers),
+            hidden=int(hidden),
+            heads=int(heads),
+            kv_heads=int(get("num_key_value_heads") or heads),
+            head_dim=int(get("head_dim") or hidden // heads),
+            intermediate=int(inter),
+            gated=mt in ("llama", "mistral", "qwen2"),
+            fused_qkv=mt == "gpt2",
+            vocab=int(get("vocab_size") or 0),
+            lm_head=causal,
+            num_labels=len(get("id2label") or {}) if seqcls else 0,
+        )
+
+
+@dataclass(frozen=True)
+class BlockShape:
+    """What one block keeps: query heads, kv heads, FFN neurons, and ranks of factorised Linears."""
+
+    heads: int
+    kv_heads: int
+    neurons: int
+    ranks: dict[str, int] = field(default_factory=dict)  # linear name -> rank (absent = dense)
+
+    def with_ranks(self, ranks: dict[str, int]) -> BlockShape:
+        return replace(self, ranks=dict(ranks))
+
+
+def dense_shape(geom: Geometry) -> BlockShape:
+    return BlockShape(heads=geom.heads, kv_heads=geom.kv_heads, neurons=geom.intermediate)
+
+
+def linear_shapes(geom: Geometry, shape: BlockShape) -> dict[str, tuple[int, int]]:
+    """(out_features, in_features) of each Linear of a block of this shape."""
+    d, dh = geom.hidden, geom.head_dim
+    q, kv = shape.heads * dh, shape.kv_heads * dh
+    out: dict[str, tuple[int, int]] = {}
+    if geom.fused_qkv:
+        out["qkv"] = (q + 2 * kv, d)
+    else:
+        out.update(q=(q, d), k=(kv, d), v=(kv, d))
+    out["o"] = (d, q)
+    if geom.gated:
+        out["gate"] = (shape.neurons, d)
+    out["up"] = (shape.neurons, d)
+    out["down"] = (d, shape.neurons)
+    return out
+
+
+def linear_macs(out_features: int, in_features: int, rank: int | None, seq_len: int) -> int:
+    """L·m·n dense, L·r·(m+n) factorised."""
+    if rank is None:
+        return seq_len * out_features * in_features
+    return seq_len * rank * (out_features + in_features)
+
+
+def block_macs(geom: Geometry, shape: BlockShape, seq_len: int) -> int:
+    """MACs of one block at sequence length L (see the module docstring)."""
+    total = 2 * seq_len * seq_len * geom.head_dim * shape.heads
+    for name, (m, n) in linear_shapes(geom, shape).items():
+        total += linear_macs(m, n, shape.ranks.get(name), seq_len)
+    return total
+
+
+def head_macs(geom: Geometry, seq_len: int) -> int:
+    """What the whole-model figure adds to the blocks: LM head per token, or pooler+classifier."""
+    if geom.lm_head:
+        return seq_len * geom.hidden * geom.vocab
+    if geom.num_labels:
+        return geom.hidden * geom.hidden + geom.hidden * geom.num_labels
+    return 0
+
+
+def max_useful_rank(out_features: int, in_features: int) -> int:
+    """The largest rank whose factorisation saves MACs: r < m·n/(m+n)."""
+    return max(0, math.ceil(out_features * in_features / (out_features + in_features)) - 1)
+
+
+def uniform_shape(geom: Geometry, ratio: float, seq_len: int, *, prune_heads: bool = True) -> BlockShape:
+    """One shape for every block keeping about `ratio` of its MACs: heads and neurons at the
+    same kept fraction (heads rounded, at least one kv group), then neurons filled so that
+    block MACs ≤ ratio · dense."""
+    budget = ratio * block_macs(geom, dense_shape(geom), seq_len)
+    groups = geom.kv_heads
+    if prune_heads and geom.group_size > 1:
+        per_group = max(1, round(ratio * geom.group_size))
+        heads, kv = per_group * groups, groups
+    elif prune_heads:
+        heads = kv = max(1, round(ratio * geom.heads))
+    else:
+        heads, kv = geom.heads, geom.kv_heads
+    shape = BlockShape(heads=heads, kv_heads=kv, neurons=0)
+    per_neuron = (3 if geom.gated else 2) * seq_len * geom.hidden
+    neurons = int((budget - block_macs(geom, shape, seq_len)) // per_neuron)
+    neurons = max(1, min(geom.intermediate, neurons))
+    return replace(shape, neurons=neurons)
+
+
+def estimate(config: dict[str, Any], mac_target: float, reference_seq_len: int) -> dict[str, Any]:
+    """Dry run for the API: dense MACs and parameters, and a uniform plan for the target."""
+    geom = Geometry.from_config(config)
+    L = reference_seq_len
+    dense = dense_shape(geom)
+    dense_block = block_macs(geom, dense, L)
+    plan = uniform_shape(geom, mac_target, L)
+    planned_block = block_macs(geom, plan, L)
+    extra = head_macs(geom, L)
+    n = geom.num_layers
+    return {
+        "model_type": geom.model_type,
+        "reference_seq_len": L,
+        "num_layers": n,
+        "block_macs": n * dense_block,
+        "model_macs": n * dense_block + extra,
+        "block_params": n * block_params(geom, dense),
+        "planned": {
+            "allocation": "uniform",
+            "heads_per_layer": plan.heads,
+            "kv_heads_per_layer": plan.kv_heads,
+            "neurons_per_layer": plan.neurons,
+            "mac_ratio": planned_block / dense_block,
+            "mac_ratio_model": (n * planned_block + extra) / (n * dense_block + extra),
+            "block_params": n * block_params(geom, plan),
+        },
+    }
+
+
+def block_params(geom: Geometry, shape: BlockShape) -> int:
+    """Weights of the block's Linear maps (biases and norms excluded)."""
+    total = 0
+    for name, (m, n) in linear_shapes(geom, shape).items():
+        r = shape.ranks.get(name)
+        total += m * n if r is None else r * (m + n)
+    return total

@@ -1,0 +1,144 @@
+"""Structured pruning shared by `id` and `magnitude`: widths, budget, and block surgery.
+
+A block keeps `neurons` FFN channels (rows of the producers up/gate, columns of the consumer
+down) and `heads` attention heads (rows of q, k, v, columns of o). With grouped-query
+attention every kv group keeps the same number of query heads and all kv heads stay, so
+`num_key_value_groups = heads / kv_heads` remains an integer.
+
+Subclasses decide which units to keep and how to rewrite the consumer (ID: interpolation
+correction; magnitude: plain column slicing).
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from workers.compression import budget
+from workers.compression.calibration import BlockStats
+from workers.compression.macs import BlockShape, block_macs, dense_shape, uniform_shape
+from workers.compression.methods.base import Method, MethodParams
+
+
+class StructuredParams(MethodParams):
+    allocation: Literal["global", "uniform"] = "global"
+    prune_heads: bool = True
+
+
+class StructuredMethod(Method):
+    params: StructuredParams
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.curves: dict[int, dict[str, budget.Curve]] = {}
+
+    # ----- planning -------------------------------------------------------------------
+    def shape_of(self, widths: dict[str, int]) -> BlockShape:
+        g = self.geometry
+        heads = widths.get("heads", g.heads)
+        kv = g.kv_heads if g.group_size > 1 else heads
+        return BlockShape(heads=heads, kv_heads=kv, neurons=widths["neurons"])
+
+    def block_cost(self, _index: int, widths: dict[str, int]) -> float:
+        return block_macs(self.geometry, self.shape_of(widths), self.seq_len)
+
+    def plan(self, mac_target: float) -> list[BlockShape]:
+        g, n = self.geometry, self.geometry.num_layers
+        if self.params.allocation == "uniform":
+            return [uniform_shape(g, mac_target, self.seq_len, prune_heads=self.params.prune_heads)] * n
+        curves = [self.curves.get(i) or self.weight_curves(i) for i in range(n)]
+        total = mac_target * n * block_macs(g, dense_shape(g), self.seq_len)
+        return [self.shape_of(w) for w in budget.allocate_threshold(curves, self.block_cost, total)]
+
+    def head_widths(self) -> np.ndarray:
+        """Candidate numbers of query heads: any count, or multiples of the kv groups (GQA)."""
+        g = self.geometry
+        if g.group_size > 1:
+            return np.arange(1, g.group_size + 1) * g.kv_heads
+        return np.arange(1, g.heads + 1)
+
+    def weight_curves(self, index: int) -> dict[str, budget.Curve]:
+        raise NotImplementedError(f"{self.name} plans globally only from a planning pass")
+
+    # ----- compression ----------------------------------------------------------------
+    def compress_block(self, index: int, layer: nn.Module, stats: BlockStats, shape: BlockShape) -> dict[str, Any]:
+        a = self.adapter
+        report: dict[str, Any] = {"index": index}
+        kept_heads = np.arange(a.block_shape(layer).heads)
+        if shape.neurons < a.block_shape(layer).neurons:
+            kept, consumer, err = self.select_neurons(layer, stats, shape.neurons)
+            prune_neurons(a, layer, kept, consumer)
+            report["neuron_error"] = err
+        if shape.heads < a.block_shape(layer).heads:
+            kept_heads, consumer, err = self.select_heads(layer, stats, shape.heads)
+            prune_heads(a, layer, kept_heads, consumer)
+            report["head_error"] = err
+        final = a.block_shape(layer)
+        report.update(heads=final.heads, kv_heads=final.kv_heads, neurons=final.neurons)
+        report["kept_heads"] = kept_heads.tolist()
+        return report
+
+    @abstractmethod
+    def select_neurons(
+        self, layer: nn.Module, stats: BlockStats, keep: int
+    ) -> tuple[np.ndarray, torch.Tensor, float | None]:
+        """Kept neuron indices (ascending), the new consumer weight (d × keep), error signal."""
+
+    @abstractmethod
+    def select_heads(
+        self, layer: nn.Module, stats: BlockStats, keep: int
+    ) -> tuple[np.ndarray, torch.Tensor, float | None]:
+        """Kept query heads (ascending), the new output-projection weight, error signal."""
+
+
+def _rows(linear: nn.Linear, rows: np.ndarray) -> nn.Linear:
+    index = torch.as_tensor(rows, dtype=torch.long, device=linear.weight.device)
+    new = nn.Linear(linear.in_features, len(rows), bias=linear.bias is not None)
+    new = new.to(device=linear.weight.device, dtype=linear.weight.dtype)
+    with torch.no_grad():
+        new.weight.copy_(linear.weight.index_select(0, index))
+        if linear.bias is not None:
+            new.bias.copy_(linear.bias.index_select(0, index))
+    return new
+
+
+def _consumer(linear: nn.Linear, weight: torch.Tensor) -> nn.Linear:
+    new = nn.Linear(weight.shape[1], weight.shape[0], bias=linear.bias is not None)
+    new = new.to(device=linear.weight.device, dtype=linear.weight.dtype)
+    with torch.no_grad():
+        new.weight.copy_(weight.to(new.weight))
+        if linear.bias is not None:
+            new.bias.copy_(linear.bias)
+    return new
+
+
+def prune_neurons(adapter: Any, layer: nn.Module, kept: np.ndarray, consumer: torch.Tensor) -> None:
+    for name in adapter.spec.ffn_producers:
+        adapter.set_linear(layer, name, _rows(adapter.linear(layer, name), kept))
+    adapter.set_linear(layer, "down", _consumer(adapter.linear(layer, "down"), consumer))
+
+
+def prune_heads(adapter: Any, layer: nn.Module, kept: np.ndarray, consumer: torch.Tensor) -> None:
+    """Keep query heads `kept`; for multi-head attention their k, v heads too (GQA keeps all kv)."""
+    g = adapter.geometry
+    dh, current = g.head_dim, adapter.block_shape(layer)
+    q_rows = (kept[:, None] * dh + np.arange(dh)[None, :]).ravel()
+    if g.group_size > 1:
+        kv_rows = np.arange(current.kv_heads * dh)
+        kv_heads = current.kv_heads
+    else:
+        kv_rows, kv_heads = q_rows, len(kept)
+    if "qkv" in adapter.spec.linears:
+        width = current.heads * dh
+        rows = np.concatenate([q_rows, width + kv_rows, 2 * width + kv_rows])
+        adapter.set_linear(layer, "qkv", _rows(adapter.linear(layer, "qkv"), rows))
+    else:
+        adapter.set_linear(layer, "q", _rows(adapter.linear(layer, "q"), q_rows))
+        for name in ("k", "v"):
+            adapter.set_linear(layer, name, _rows(adapter.linear(layer, name), kv_rows))
+    adapter.set_linear(layer, "o", _consumer(adapter.linear(layer, "o"), consumer))
+    adapter.set_heads(layer, len(kept), kv_heads)
