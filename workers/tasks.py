@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from celery import shared_task
 from sqlalchemy import select
@@ -42,6 +42,7 @@ from workers.data import DataSource
 from workers.errors import PareError
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def worker_name() -> str:
@@ -251,20 +252,22 @@ def _commit_success(
     result: Any,
     resolved: dict[str, Any],
     stored: list[tuple[str, StoredObject]],
-) -> bool:
-    """Mark succeeded and record artifacts and evaluation rows, in one fenced transaction."""
+) -> str:
+    """Mark succeeded with artifacts and evaluation rows in one fenced transaction; a cancel that
+    arrived meanwhile wins (cancelled). Returns succeeded, cancelled or fenced."""
     done_progress = {"stage": "done", "percent": 100.0, "block": None, "total_blocks": None, "eta_seconds": 0}
     with session_scope(settings.database_url) as session:
-        done = finish_job(
+        if not finish_job(
             session,
             claim=claim,
             status="succeeded",
             results=summarize(result),
             resolved=resolved,
             progress=done_progress,
-        )
-        if not done:
-            return False
+            from_statuses=("running",),
+        ):
+            cancelled = finish_job(session, claim=claim, status="cancelled", from_statuses=("cancelling",))
+            return "cancelled" if cancelled else "fenced"
         for name, obj in stored:
             session.add(
                 Artifact(
@@ -289,28 +292,28 @@ def _commit_success(
                         protocol=result.protocols.get(task, {}),
                     )
                 )
-    return True
+    return "succeeded"
 
 
 def record_success(
     *, settings: Settings, storage: Storage, claim: Claim, job: Job, result: Any, fingerprints: dict[str, str]
-) -> bool:
-    """Upload under the run's fence, then commit; a fenced-out run deletes what it uploaded."""
+) -> str:
+    """Upload under the run's fence, then commit; objects of a run that did not succeed are deleted."""
     stored = upload_artifacts(storage=storage, claim=claim, artifact_dir=Path(result.artifact_dir))
     resolved = (job.resolved or {}) | dict(result.resolved) | {"datasets": fingerprints}
-    done = retrying(
+    outcome = retrying(
         lambda: _commit_success(
             settings=settings, claim=claim, result=result, resolved=resolved, stored=stored
         )
     )
-    if not done:
-        log.warning("job %s: fenced out after uploading; deleting this run's objects", claim.job_id)
+    if outcome != "succeeded":
+        log.warning("job %s: %s after uploading; deleting this run's objects", claim.job_id, outcome)
         for _, obj in stored:
             storage.delete(obj.key)
-    return done
+    return outcome
 
 
-def retrying(write: Callable[[], bool], *, attempts: int = 6, delay: float = 1.0) -> bool:
+def retrying(write: Callable[[], T], *, attempts: int = 6, delay: float = 1.0) -> T:
     """Retry a terminal write while the database is unreachable (1, 2, 4, ... seconds), so a short
     outage loses no transition; past that the lease expires and the reaper re-queues the job."""
     for attempt in range(1, attempts + 1):
@@ -322,7 +325,7 @@ def retrying(write: Callable[[], bool], *, attempts: int = 6, delay: float = 1.0
             log.warning("database unreachable; retrying the write in %.0fs", delay)
             time.sleep(delay)
             delay *= 2
-    return False
+    raise AssertionError("unreachable")
 
 
 def _finish(settings: Settings, claim: Claim, status: str, error: tuple[str, str] | None = None) -> bool:
@@ -395,10 +398,11 @@ def _run(
     if lost.is_set():
         return "fenced"
     fingerprints = {ref: sha for ref, (_, sha) in data.items()}
-    done = record_success(
+    if CancelCheck(settings=settings, claim=claim, lost=lost)():
+        return "cancelled" if _finish(settings, claim, "cancelled") else "fenced"
+    return record_success(
         settings=settings, storage=storage, claim=claim, job=job, result=result, fingerprints=fingerprints
     )
-    return "succeeded" if done else "fenced"
 
 
 @shared_task(name=RUN_JOB, ignore_result=True, acks_late=True)

@@ -118,8 +118,12 @@ def finish_job(
     resolved: dict[str, Any] | None = None,
     error: tuple[str, str] | None = None,
     progress: dict[str, Any] | None = None,
+    from_statuses: tuple[str, ...] = ACTIVE,
 ) -> bool:
-    """running|cancelling → a terminal status, only with the current fence; False if fenced out."""
+    """running|cancelling → a terminal status, only with the current fence; False if fenced out.
+
+    A success passes from_statuses=("running",): a cancel requested before the last write wins.
+    """
     now = utcnow()
     values: dict[str, Any] = {"status": status, "finished_at": now, "updated_at": now, "lease_owner": None}
     if results is not None:
@@ -132,7 +136,7 @@ def finish_job(
         values["error_code"], values["error_message"] = error
     done = session.execute(
         update(Job)
-        .where(Job.id == claim.job_id, Job.fence == claim.fence, Job.status.in_(ACTIVE))
+        .where(Job.id == claim.job_id, Job.fence == claim.fence, Job.status.in_(from_statuses))
         .values(**values)
         .returning(Job.id)
     ).scalar()
