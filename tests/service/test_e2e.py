@@ -208,3 +208,57 @@ def test_worker_killed_mid_job_is_rerun_once(
     for row in rows:
         with storage.open_verified(row.storage_key, row.sha256):
             pass
+
+
+def test_frozen_worker_is_fenced_out(
+    env: dict[str, str],
+    settings,  # type: ignore[no-untyped-def]
+    client_a: httpx.Client,
+    dataset_id: str,
+    root: Path,
+) -> None:
+    """SIGSTOP a worker mid-job past its lease; the reaper re-queues, a second worker wins; when the
+    frozen one resumes, its writes change nothing and it leaves no objects behind."""
+    import signal
+
+    from app.queue import CeleryDispatcher
+    from app.services.reaper import reap_once
+    from tests.service.test_jobs import _insert_queued
+    from tests.service.test_leases import _expire, _job
+
+    own = settings.model_copy(update={"queue": f"{settings.queue}-freeze"})
+    own_env = env | {"PARE_QUEUE": own.queue}
+    command = [*helpers.PARE, "worker", "--pool", "solo", "--loglevel", "INFO"]
+    frozen_log, winner_log = root / "frozen-worker.log", root / "winner-worker.log"
+    frozen = helpers.start(command, env=own_env, cwd=root, log=frozen_log)
+    try:
+        helpers.wait_for(lambda: b"ready" in frozen_log.read_bytes(), timeout=60)
+        latency = {"task": "latency", "seq_len": 32, "batch_size": 2, "min_seconds": 2.0}
+        job_id = _insert_queued(settings, client_a, dataset_id, evaluation=[latency])
+        CeleryDispatcher(own).publish(job_id)
+        helpers.wait_for(lambda: (_job(settings, job_id).progress or {}).get("stage") != "queued", timeout=60)
+        os.killpg(frozen.pid, signal.SIGSTOP)
+        stale_fence = _job(settings, job_id).fence
+        _expire(settings, job_id)
+        assert job_id in reap_once(settings=own, dispatcher=CeleryDispatcher(own)).requeued
+        winner = helpers.start(command, env=own_env, cwd=root, log=winner_log)
+        try:
+            job = helpers.wait_for(
+                lambda: (j := _job(settings, job_id)).status in TERMINAL and j, timeout=180, interval=0.5
+            )
+        finally:
+            helpers.stop(winner)
+        assert job.status == "succeeded" and job.attempt == 2, (job.error_code, job.error_message)
+        os.killpg(frozen.pid, signal.SIGCONT)
+        helpers.wait_for(lambda: b"lease lost" in frozen_log.read_bytes(), timeout=30)
+        helpers.wait_for(lambda: b"succeeded" in frozen_log.read_bytes(), timeout=60)  # its task returned
+    finally:
+        os.killpg(frozen.pid, signal.SIGCONT)
+        helpers.stop(frozen)
+    after = _job(settings, job_id)
+    assert (after.status, after.fence, after.results) == ("succeeded", job.fence, job.results)
+    objects = [p for p in (Path(settings.storage_url) / "jobs" / job_id).rglob("*") if p.is_file()]
+    assert objects and {p.relative_to(Path(settings.storage_url)).parts[2] for p in objects} == {
+        str(job.fence)
+    }
+    assert str(stale_fence) != str(job.fence)

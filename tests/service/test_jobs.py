@@ -88,7 +88,7 @@ def test_pagination_and_filters(api_url: str, settings) -> None:  # type: ignore
         assert_problem(client.get("/v1/jobs", params={"limit": 0}), 422, "limit")
 
 
-def _insert_queued(settings, client: httpx.Client, dataset: str) -> str:  # type: ignore[no-untyped-def]
+def _insert_queued(settings, client: httpx.Client, dataset: str, **overrides) -> str:  # type: ignore[no-untyped-def]
     """A job inserted through the service layer without publishing it (no worker will take it)."""
     from app.schemas import JobRequest
     from app.services import jobs
@@ -99,7 +99,7 @@ def _insert_queued(settings, client: httpx.Client, dataset: str) -> str:  # type
         job = jobs.create_job(
             session,
             tenant_id=tenant.id,
-            request=JobRequest.model_validate(job_body(dataset)),
+            request=JobRequest.model_validate(job_body(dataset, **overrides)),
             settings=settings,
         )
         return job.id
