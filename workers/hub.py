@@ -1,0 +1,200 @@
+"""Model references: validate a hub id, resolve it offline through the HF cache, inspect its config.
+
+Torch-free on purpose: the API process imports this module to refuse bad submissions early, so it
+uses only `json` and `huggingface_hub` (no torch, no transformers).
+
+Trust rules, applied before any weight is read:
+- ids follow the Hub's naming rules and can never be a path or a URL (`validate_model_id`);
+- `auto_map` in config.json or tokenizer_config.json means custom code: refused, never executed;
+- weights must be safetensors; a folder with only pickles (.bin/.pt/.pth/.ckpt) is refused
+  without opening the pickle (unpickling runs arbitrary code);
+- the architecture must be one the compression engine has an adapter for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from workers.errors import ModelNotFound, ModelRefused, UnsupportedArchitecture
+
+log = logging.getLogger(__name__)
+
+SUPPORTED_MODEL_TYPES = ("bert", "roberta", "distilbert", "gpt2", "opt", "llama", "mistral", "qwen2")
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+MAX_ID_LENGTH = 96
+_ID_PART = re.compile(r"^[A-Za-z0-9._-]+$")
+IMPORT_HINT = "run `pare models import-bundled` to place the bundled models in the cache"
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """A model found on disk.
+
+    path: the directory holding config.json and the weights (a cache snapshot or a local folder).
+    revision: the commit sha of the cache snapshot, or "local" for a plain directory.
+    config_sha256: sha256 of config.json's bytes; for local folders it is the only identity there is.
+    """
+
+    path: Path
+    model_id: str
+    revision: str
+    config_sha256: str
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    model_type: str
+    architectures: list[str]
+    config: dict[str, Any]
+    num_layers: int | None
+    weight_files: list[str] = field(default_factory=list)
+
+
+def validate_model_id(model_id: str) -> str:
+    """Check a Hub repo id ("name" or "org/name"); raise ModelRefused(field="model.id") otherwise."""
+
+    def refuse(why: str) -> ModelRefused:
+        return ModelRefused(f"invalid model id {model_id!r}: {why}", field="model.id")
+
+    if not isinstance(model_id, str) or not model_id:
+        raise refuse("empty")
+    if "\x00" in model_id:
+        raise refuse("contains a NUL byte")
+    if len(model_id) > MAX_ID_LENGTH:
+        raise refuse(f"longer than {MAX_ID_LENGTH} characters")
+    if "://" in model_id or model_id.lower().startswith(("http:", "https:", "file:")):
+        raise refuse("a URL is not a model id")
+    if model_id.startswith(("/", "\\", "~")) or re.match(r"^[A-Za-z]:[\\/]", model_id):
+        raise refuse("an absolute path is not a model id")
+    if ".." in model_id or "--" in model_id:
+        raise refuse("'..' and '--' are not allowed")
+    parts = model_id.split("/")
+    if len(parts) > 2:
+        raise refuse("at most one '/' (org/name)")
+    for part in parts:
+        if not _ID_PART.match(part):
+            raise refuse("only letters, digits, '.', '_' and '-' are allowed in org and name")
+        if part.startswith(("-", ".")) or part.endswith(("-", ".")):
+            raise refuse("org and name may not start or end with '-' or '.'")
+    return model_id
+
+
+def hub_cache_dir(hf_home: str | os.PathLike[str] | None = None) -> Path:
+    """The hub cache folder, read from the environment at call time (not at import time).
+
+    Order: explicit hf_home/hub, $HF_HUB_CACHE, $HF_HOME/hub, ~/.cache/huggingface/hub.
+    """
+    if hf_home is not None:
+        return Path(hf_home) / "hub"
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"])
+    home = (
+        os.environ.get("HF_HOME")
+        or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "huggingface"
+    )
+    return Path(home) / "hub"
+
+
+def _looks_like_path(model: str) -> bool:
+    return model.startswith(("/", "./", "../", "~")) or model in (".", "..") or os.sep + os.sep in model
+
+
+def _config_sha256(path: Path) -> str:
+    config = path / "config.json"
+    return hashlib.sha256(config.read_bytes()).hexdigest() if config.is_file() else ""
+
+
+def resolve_model(model: str, revision: str | None = None) -> ResolvedModel:
+    """Find a model offline: an existing local directory, or a hub id already in the HF cache.
+
+    Hub ids go through `huggingface_hub.snapshot_download(local_files_only=True)` against
+    `hub_cache_dir()`, so nothing is ever downloaded here; `revision` may be a branch or a sha.
+    """
+    local = Path(model).expanduser()
+    if local.is_dir():
+        path = local.resolve()
+        return ResolvedModel(path, str(path), "local", _config_sha256(path))
+    if _looks_like_path(model):
+        raise ModelNotFound(f"no such model directory: {model}", field="model.id")
+    validate_model_id(model)
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
+
+    cache = hub_cache_dir()
+    try:
+        snapshot = Path(snapshot_download(model, revision=revision, cache_dir=cache, local_files_only=True))
+    except (LocalEntryNotFoundError, HFValidationError, FileNotFoundError) as exc:
+        at = f" at revision {revision!r}" if revision else ""
+        raise ModelNotFound(
+            f"model {model!r}{at} is neither a local directory nor in the Hugging Face cache {cache} "
+            f"(this service works offline; {IMPORT_HINT}, or pass a local directory)",
+            field="model.id",
+        ) from exc
+    return ResolvedModel(snapshot, model, snapshot.name, _config_sha256(snapshot))
+
+
+def _read_json(path: Path, what: str) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelRefused(f"{what} {path} is not readable JSON: {exc}", field="model.id") from exc
+    if not isinstance(data, dict):
+        raise ModelRefused(f"{what} {path} is not a JSON object", field="model.id")
+    return data
+
+
+def _weight_files(path: Path) -> list[str]:
+    """Names of the weight files, refusing pickle-only folders (the pickle is never opened)."""
+    files = sorted(p.name for p in path.iterdir() if p.is_file())
+    safetensors = [f for f in files if f.endswith(".safetensors")]
+    if safetensors:
+        return safetensors
+    pickles = [f for f in files if f.endswith(PICKLE_SUFFIXES)]
+    if pickles:
+        raise ModelRefused(
+            f"{path} has only pickle weights ({', '.join(pickles)}); pickles can run code when loaded, "
+            "so only safetensors are accepted (convert with `safetensors` on a trusted machine)",
+            field="model.id",
+        )
+    raise ModelRefused(f"{path} has no weight files (*.safetensors)", field="model.id")
+
+
+def inspect_model(resolved: ResolvedModel) -> ModelInfo:
+    """Read config.json as plain JSON and apply the trust rules (see the module docstring)."""
+    path = resolved.path
+    config_path = path / "config.json"
+    if not config_path.is_file():
+        raise ModelRefused(f"{path} is not a transformers model folder: no config.json", field="model.id")
+    config = _read_json(config_path, "config")
+    tokenizer_config = path / "tokenizer_config.json"
+    custom = "auto_map" in config or (
+        tokenizer_config.is_file() and "auto_map" in _read_json(tokenizer_config, "tokenizer config")
+    )
+    if custom:
+        raise ModelRefused(
+            f"{resolved.model_id} needs custom code (auto_map); remote code is never executed",
+            field="model.id",
+        )
+    model_type = str(config.get("model_type", ""))
+    if model_type not in SUPPORTED_MODEL_TYPES:
+        raise UnsupportedArchitecture(
+            f"model_type {model_type or '(missing)'!r} of {resolved.model_id} is not supported; "
+            f"supported: {', '.join(SUPPORTED_MODEL_TYPES)}",
+            field="model.id",
+        )
+    weights = _weight_files(path)
+    layers = config.get("num_hidden_layers", config.get("n_layer", config.get("num_layers")))
+    return ModelInfo(
+        model_type=model_type,
+        architectures=list(config.get("architectures") or []),
+        config=config,
+        num_layers=int(layers) if layers is not None else None,
+        weight_files=weights,
+    )
