@@ -106,6 +106,11 @@ def env(fresh_database, root: Path, hf_home: Path) -> Iterator[dict[str, str]]: 
             os.environ.pop(k, None)
         else:
             os.environ[k] = v
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    for key in client.scan_iter(match=f"{values['PARE_BROKER_KEY_PREFIX']}*"):
+        client.delete(key)  # this session's queues and bookkeeping only
 
 
 @pytest.fixture(scope="session")
