@@ -41,3 +41,9 @@ class InvalidSpec(PareError):
 
 class Cancelled(Exception):
     """Raised at a block boundary when the caller's `should_cancel()` returned True."""
+
+
+class ArtifactMismatch(PareError):
+    """The saved artifact, reloaded, does not reproduce the in-memory compressed model."""
+
+    code = "artifact_mismatch"

@@ -7,6 +7,9 @@ the same code and give the same numbers.
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,6 +88,71 @@ class PipelineResult:
         }
 
 
+# Overall progress: each stage owns a slice of 0..100.
+_STAGES = {
+    "loading": (0, 5),
+    "calibrating": (5, 10),
+    "evaluating_baseline": (10, 20),
+    "planning": (20, 45),
+    "compressing": (45, 80),
+    "evaluating": (80, 94),
+    "saving": (94, 97),
+    "verifying": (97, 100),
+}
+
+
+class _Reporter:
+    """Turns stage and block counts into `Event`s with overall percent and ETA."""
+
+    def __init__(self, on_event: Callable[[Event], None] | None, planning: bool) -> None:
+        self.on_event = on_event
+        self.planning = planning
+        self.stage_started: dict[str, float] = {}
+
+    def __call__(self, stage: str, done: int = 0, total: int = 0, message: str = "", **data: Any) -> None:
+        if self.on_event is None:
+            return
+        lo, hi = _STAGES[stage]
+        if stage == "compressing" and not self.planning:
+            lo = _STAGES["planning"][0]
+        now = time.perf_counter()
+        started = self.stage_started.setdefault(stage, now)
+        fraction = done / total if total else 0.0
+        eta = (now - started) / fraction * (1 - fraction) if 0 < fraction < 1 else None
+        self.on_event(Event(
+            stage=stage if not stage.startswith("evaluating") else "evaluating",
+            percent=round(lo + (hi - lo) * fraction, 2),
+            message=message or stage,
+            block=done if total else None,
+            total_blocks=total or None,
+            eta_seconds=eta,
+            data=data,
+        ))
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def _evaluate(
+    config: PipelineConfig, model: Any, tokenizer: Any, device: str, phase: str,
+    metrics: dict[str, dict[str, float]], protocols: dict[str, dict[str, Any]], report: _Reporter,
+) -> None:
+    from workers.evaluation import run_task
+
+    tasks = [t for t in config.evaluation if t.task != "latency"]
+    stage = "evaluating_baseline" if phase == "baseline" else "evaluating"
+    for i, task in enumerate(tasks):
+        report(stage, i, len(tasks), f"{phase}: {task.task}")
+        result = run_task(task.task, model, tokenizer, data=task.data, options=task.options, device=device)
+        metrics[phase].update(result.metrics)
+        protocols.setdefault(task.task, result.protocol)
+
+
 def run_pipeline(
     config: PipelineConfig,
     *,
@@ -92,4 +160,149 @@ def run_pipeline(
     should_cancel: Callable[[], bool] | None = None,
 ) -> PipelineResult:
     """Run one compression job end to end; raises Cancelled, or a domain error from workers.errors."""
-    raise NotImplementedError("lands with the engine")
+    import copy
+
+    import torch
+
+    from workers.compression.artifacts import library_versions, save_compressed
+    from workers.compression.engine import CompressionSpec, build_method, compress
+    from workers.compression.adapters import ModelAdapter
+    from workers.data import build_calibration
+    from workers.hub import inspect_model, resolve_model
+    from workers.models import load_model
+
+    timings: dict[str, float] = {}
+    device = resolve_device(config.device)
+    spec = CompressionSpec(
+        method=config.method,
+        mac_target=config.mac_target,
+        reference_seq_len=config.reference_seq_len or config.max_seq_length,
+        params=dict(config.method_params),
+    )
+    t = time.perf_counter()
+    resolved = resolve_model(config.model, config.revision)
+    inspect_model(resolved)
+    model, tokenizer = load_model(resolved, device="cpu")
+    method = build_method(spec, ModelAdapter(model))  # validates target and params before any work
+    report = _Reporter(on_event, method.needs_planning_pass)
+    report("loading", 1, 1, f"loaded {resolved.model_id}")
+    timings["load"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    report("calibrating", 0, 1, "sampling calibration data")
+    calibration = build_calibration(
+        tokenizer, config.calibration, num_samples=config.num_samples,
+        max_seq_length=config.max_seq_length, seed=config.seed,
+    )
+    timings["calibration_data"] = time.perf_counter() - t
+
+    metrics: dict[str, dict[str, float]] = {"baseline": {}, "compressed": {}}
+    protocols: dict[str, dict[str, Any]] = {}
+    t = time.perf_counter()
+    _evaluate(config, model, tokenizer, device, "baseline", metrics, protocols, report)
+    wants_latency = any(task.task == "latency" for task in config.evaluation)
+    dense = copy.deepcopy(model).cpu() if wants_latency else None
+    timings["evaluate_baseline"] = time.perf_counter() - t
+
+    torch.manual_seed(config.seed)
+    t = time.perf_counter()
+    engine_report = compress(
+        model, calibration.batches, spec, device=device,
+        on_progress=lambda stage, done, total: report(stage, done, total, f"{stage} block {done}/{total}"),
+        should_cancel=should_cancel,
+    )
+    seconds = time.perf_counter() - t
+    timings["compress"] = seconds
+
+    t = time.perf_counter()
+    _evaluate(config, model, tokenizer, device, "compressed", metrics, protocols, report)
+    if dense is not None:
+        _latency(config, dense, model, device, metrics, protocols)
+        del dense
+    timings["evaluate"] = time.perf_counter() - t
+
+    if should_cancel is not None and should_cancel():
+        raise Cancelled("cancelled before saving")
+    t = time.perf_counter()
+    report("saving", 0, 1, "writing the artifact")
+    source = {"model_id": resolved.model_id, "revision": resolved.revision, "config_sha256": resolved.config_sha256}
+    calib_facts = {
+        "source": _describe(config.calibration), "fingerprint": calibration.fingerprint,
+        "num_samples": calibration.num_samples, "num_tokens": calibration.num_tokens,
+        "max_seq_length": config.max_seq_length, "mode": calibration.mode, "seed": config.seed,
+    }
+    evaluation = {"metrics": metrics, "protocols": protocols}
+    model.cpu()
+    artifact = save_compressed(
+        model, tokenizer, config.out_dir, {**engine_report, "evaluation": evaluation},
+        source=source, calibration=calib_facts,
+    )
+    timings["save"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    report("verifying", 0, 1, "reloading the artifact")
+    verify_artifact(artifact, model, calibration.batches[:1])
+    timings["verify"] = time.perf_counter() - t
+    report("verifying", 1, 1, "artifact verified")
+
+    macs = engine_report["macs"]
+    return PipelineResult(
+        artifact_dir=artifact,
+        mac_ratio=macs["mac_ratio"],
+        mac_ratio_model=macs["mac_ratio_model"],
+        params_before=engine_report["params"]["before"],
+        params_after=engine_report["params"]["after"],
+        seconds=seconds,
+        timings={**timings, **{f"compress_{k}": v for k, v in engine_report["timings"].items()}},
+        metrics=metrics,
+        protocols=protocols,
+        resolved={
+            "model_id": resolved.model_id, "revision": resolved.revision,
+            "calibration_fingerprint": calibration.fingerprint, "calibration_tokens": calibration.num_tokens,
+            "device": device, "versions": library_versions(),
+        },
+        report=json.loads((artifact / "compression.json").read_text()),
+    )
+
+
+def _describe(source: DataSource) -> dict[str, Any]:
+    return {k: v for k, v in dataclasses.asdict(source).items() if v is not None}
+
+
+def _latency(config: PipelineConfig, dense: Any, model: Any, device: str,
+             metrics: dict[str, dict[str, float]], protocols: dict[str, dict[str, Any]]) -> None:
+    from workers.evaluation import compare_latency
+
+    options = next(t.options for t in config.evaluation if t.task == "latency")
+    result = compare_latency(dense, model, device=device, **options)
+    for phase in ("baseline", "compressed"):
+        metrics[phase].update(result[phase])
+    metrics["compressed"]["speedup"] = result["speedup"]
+    protocols["latency"] = result["protocol"]
+    dense.cpu()
+
+
+def verify_artifact(path: Path, model: Any, batches: list[dict[str, Any]], atol: float = 1e-5) -> None:
+    """Reload the artifact and require the same outputs as the in-memory model (fp32)."""
+    import torch
+
+    from workers.compression.artifacts import load_compressed
+    from workers.errors import ArtifactMismatch
+
+    reloaded, _ = load_compressed(path, with_tokenizer=False)
+    model.eval()
+    with torch.no_grad():
+        for batch in batches:
+            expected = _main_output(model(**batch))
+            got = _main_output(reloaded(**batch))
+            diff = float((expected - got).abs().max())
+            if diff > atol:
+                raise ArtifactMismatch(f"reloaded artifact differs from the compressed model (max |Δ| = {diff:.3g})")
+
+
+def _main_output(output: Any) -> Any:
+    for name in ("logits", "last_hidden_state"):
+        value = getattr(output, name, None)
+        if value is not None:
+            return value
+    return output[0]
