@@ -24,3 +24,7 @@ def main(verbose: int) -> None:
 for module in (compress, evaluate, models, service):
     for command in module.COMMANDS:
         main.add_command(command)
+
+
+if __name__ == "__main__":
+    main()

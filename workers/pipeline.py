@@ -41,6 +41,8 @@ class PipelineConfig:
     num_samples: int = 128
     max_seq_length: int = 128
     seed: int = 0
+    # auto: concatenate-and-chunk for causal LMs (GPTQ's sampling), the data's own rule otherwise
+    calibration_mode: str = "auto"
     evaluation: tuple[EvalTask, ...] = ()
     device: str = "auto"  # auto | cpu | cuda | cuda:N
 
@@ -190,9 +192,12 @@ def run_pipeline(
 
     t = time.perf_counter()
     report("calibrating", 0, 1, "sampling calibration data")
+    mode = config.calibration_mode
+    if mode == "auto" and ModelAdapter(model).geometry.lm_head:
+        mode = "chunk"
     calibration = build_calibration(
         tokenizer, config.calibration, num_samples=config.num_samples,
-        max_seq_length=config.max_seq_length, seed=config.seed,
+        max_seq_length=config.max_seq_length, seed=config.seed, mode=mode,
     )
     timings["calibration_data"] = time.perf_counter() - t
 

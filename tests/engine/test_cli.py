@@ -1,0 +1,66 @@
+"""`pare compress` from the outside: a subprocess, a tiny local model, the JSON contract."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.evaluation import tiny
+
+CONTRACT_KEYS = {"mac_ratio", "mac_ratio_model", "params_before", "params_after", "seconds", "artifact", "metrics"}
+
+
+def pare(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "workers.cli", *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def llama_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny.save_tiny_llama(tmp_path_factory.mktemp("llama"))
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("data") / "corpus.txt"
+    path.write_text("\n".join(tiny.CORPUS * 40))
+    return path
+
+
+@pytest.mark.parametrize("method", ["id", "svd", "magnitude"])
+def test_compress_prints_the_contract_json_last(llama_model: Path, corpus: Path, tmp_path: Path, method: str) -> None:
+    out = tmp_path / "artifact"
+    proc = pare("compress", "--model", str(llama_model), "--method", method, "--mac-target", "0.6",
+                "--calibration", str(corpus), "--num-samples", "8", "--seq-len", "32",
+                "--eval", f"perplexity:{corpus}", "--eval-opt", "perplexity.seq_len=32",
+                "--device", "cpu", "--out", str(out), "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert CONTRACT_KEYS <= result.keys()
+    assert 0.59 <= result["mac_ratio"] <= 0.6
+    assert result["mac_ratio_model"] > result["mac_ratio"]  # the LM head is not compressed
+    assert result["params_after"] < result["params_before"]
+    assert set(result["metrics"]) == {"baseline", "compressed"}
+    assert result["metrics"]["compressed"]["perplexity"] > 0
+    assert Path(result["artifact"]) == out and (out / "compression.json").is_file()
+    assert "compressing" in proc.stderr  # the progress bar names the stage
+
+
+def test_bad_input_gets_one_clear_line_and_exit_2(llama_model: Path, corpus: Path, tmp_path: Path) -> None:
+    cases = [
+        (["--mac-target", "1.5"], "mac_target"),
+        (["--mac-target", "0.5", "--param", "bogus=1"], "bogus"),
+    ]
+    for extra, needle in cases:
+        proc = pare("compress", "--model", str(llama_model), "--method", "id", "--calibration", str(corpus),
+                    "--num-samples", "4", "--seq-len", "16", "--out", str(tmp_path / "x"), *extra, cwd=tmp_path)
+        assert proc.returncode == 2, proc.stderr
+        assert needle in proc.stderr and "Traceback" not in proc.stderr
+    proc = pare("compress", "--model", str(llama_model), "--method", "id", "--mac-target", "0.5",
+                "--calibration", str(tmp_path / "missing.txt"), "--out", str(tmp_path / "y"), cwd=tmp_path)
+    assert proc.returncode == 2 and "missing.txt" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
