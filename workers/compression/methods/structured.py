@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
+from pydantic import Field
 from torch import nn
 
 from workers.compression import budget
@@ -27,6 +28,9 @@ from workers.compression.methods.base import Method, MethodParams
 class StructuredParams(MethodParams):
     allocation: Literal["global", "uniform"] = "global"
     prune_heads: bool = True
+    # Global allocation keeps at least this fraction of each component's units in every block:
+    # layers with massive activations look almost lossless to the normalised error signal.
+    min_keep: float = Field(default=0.1, ge=0.0, le=1.0)
 
 
 class StructuredMethod(Method):
@@ -50,7 +54,7 @@ class StructuredMethod(Method):
         g, n = self.geometry, self.geometry.num_layers
         if self.params.allocation == "uniform":
             return [uniform_shape(g, mac_target, self.seq_len, prune_heads=self.params.prune_heads)] * n
-        curves = [self.curves.get(i) or self.weight_curves(i) for i in range(n)]
+        curves = [_floor(self.curves.get(i) or self.weight_curves(i), self.params.min_keep) for i in range(n)]
         total = mac_target * n * block_macs(g, dense_shape(g), self.seq_len)
         return [self.shape_of(w) for w in budget.allocate_threshold(curves, self.block_cost, total)]
 
@@ -93,6 +97,16 @@ class StructuredMethod(Method):
         self, layer: nn.Module, stats: BlockStats, keep: int
     ) -> tuple[np.ndarray, torch.Tensor, float | None]:
         """Kept query heads (ascending), the new output-projection weight, error signal."""
+
+
+def _floor(curves: dict[str, budget.Curve], fraction: float) -> dict[str, budget.Curve]:
+    """Drop candidate widths below `fraction` of the full width (the full width always stays)."""
+    out = {}
+    for name, c in curves.items():
+        keep = c.widths >= fraction * c.widths[-1]
+        keep[-1] = True
+        out[name] = budget.Curve(c.widths[keep], c.errors[keep])
+    return out
 
 
 def _rows(linear: nn.Linear, rows: np.ndarray) -> nn.Linear:
