@@ -80,6 +80,7 @@ def _latency_pair(
     """Baseline-vs-model latency when a baseline is given or recorded in compression.json."""
     report = read_compression_json(model_ref)
     source = (report or {}).get("source", {})
+    base_revision = None if baseline else source.get("revision")
     baseline = baseline or source.get("model_id")
     if baseline is None:
         return None
@@ -87,7 +88,7 @@ def _latency_pair(
     from workers.evaluation.latency import LatencyOptions
 
     opts = LatencyOptions.parse("latency", options)
-    base_model, _ = load_any(baseline, revision=None if not report else source.get("revision"), device=device)
+    base_model, _ = load_any(baseline, revision=base_revision, device=device)
     model, _ = load_any(model_ref, revision=revision, device=device)
     result = compare_latency(
         base_model,
