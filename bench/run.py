@@ -34,7 +34,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--models", default=None, help="comma-separated models: " + ", ".join(MODELS))
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--results-dir", type=Path, default=None)
-    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch intra-op threads (default: torch's; --quick: 1)"
+    )
     parser.add_argument("--max-params", type=float, default=None, help="largest scale-suite model, e.g. 1e8")
     return parser.parse_args(argv)
 
@@ -48,11 +50,9 @@ def _split(value: str, allowed: tuple[str, ...] | list[str], what: str) -> tuple
 
 
 def build_settings(args: argparse.Namespace) -> Settings:
-    overrides: dict[str, object] = {
-        "device": args.device,
-        "threads": args.threads,
-        "max_params": args.max_params,
-    }
+    overrides: dict[str, object] = {"device": args.device, "max_params": args.max_params}
+    if args.threads:
+        overrides["threads"] = args.threads
     if args.models:
         overrides["models"] = _split(args.models, list(MODELS), "models")
     return Settings.quick_run(**overrides) if args.quick else Settings.full(**overrides)

@@ -113,7 +113,7 @@ class Settings:
     models: tuple[str, ...] = ("minilm", "sst2", "smollm2")
     device: str = "cpu"
     seed: int = 0
-    threads: int | None = None
+    threads: int | None = None  # torch intra-op threads; quick: 1 (OpenMP spin-waits on a shared CPU)
     # quality
     targets: tuple[float, ...] = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5)
     methods: tuple[str, ...] = tuple(METHODS)
@@ -149,6 +149,7 @@ class Settings:
     def quick_run(cls, **overrides: Any) -> Settings:
         quick = cls(
             quick=True,
+            threads=1,
             models=("minilm",),
             targets=(0.5,),
             num_samples=64,
