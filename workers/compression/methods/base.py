@@ -56,6 +56,10 @@ class Method(ABC):
     def observed(self, layer: nn.Module) -> list[tuple[str, nn.Module]]:
         return []
 
+    def resolved(self) -> dict[str, Any]:
+        """Choices the method made from the model (e.g. an `auto` parameter), for the report."""
+        return {}
+
     def observe_plan(self, index: int, layer: nn.Module, stats: BlockStats) -> None:
         """Record what planning needs from block `index` (dense statistics)."""
 

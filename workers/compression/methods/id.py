@@ -31,7 +31,7 @@ class InterpolativeMethod(StructuredMethod):
 
     @property
     def needs_planning_pass(self) -> bool:
-        return self.params.allocation == "global"
+        return self.allocation == "global"
 
     def observed(self, layer: nn.Module) -> list[tuple[str, nn.Module]]:
         a = self.adapter

@@ -18,7 +18,7 @@ from workers.compression.methods.structured import StructuredMethod, StructuredP
 
 
 class MagnitudeParams(StructuredParams):
-    allocation: Literal["global", "uniform"] = "uniform"  # data-free default
+    allocation: Literal["auto", "global", "uniform"] = "uniform"  # data-free default
 
 
 class MagnitudeMethod(StructuredMethod):

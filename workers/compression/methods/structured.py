@@ -26,7 +26,9 @@ from workers.compression.methods.base import Method, MethodParams
 
 
 class StructuredParams(MethodParams):
-    allocation: Literal["global", "uniform"] = "global"
+    # auto: global for bidirectional encoders, uniform for causal decoders, whose massive
+    # activations make energy-normalised error signals misleading (measured: README, bench/).
+    allocation: Literal["auto", "global", "uniform"] = "auto"
     prune_heads: bool = True
     # Global allocation keeps at least this fraction of each component's units in every block:
     # layers with massive activations look almost lossless to the normalised error signal.
@@ -39,6 +41,12 @@ class StructuredMethod(Method):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.curves: dict[int, dict[str, budget.Curve]] = {}
+        self.allocation = self.params.allocation
+        if self.allocation == "auto":
+            self.allocation = "uniform" if self.geometry.lm_head else "global"
+
+    def resolved(self) -> dict[str, Any]:
+        return {"allocation_resolved": self.allocation}
 
     # ----- planning -------------------------------------------------------------------
     def shape_of(self, widths: dict[str, int]) -> BlockShape:
@@ -52,7 +60,7 @@ class StructuredMethod(Method):
 
     def plan(self, mac_target: float) -> list[BlockShape]:
         g, n = self.geometry, self.geometry.num_layers
-        if self.params.allocation == "uniform":
+        if self.allocation == "uniform":
             return [uniform_shape(g, mac_target, self.seq_len, prune_heads=self.params.prune_heads)] * n
         curves = [_floor(self.curves.get(i) or self.weight_curves(i), self.params.min_keep) for i in range(n)]
         total = mac_target * n * block_macs(g, dense_shape(g), self.seq_len)
