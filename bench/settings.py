@@ -130,7 +130,7 @@ class Settings:
     latency_methods: tuple[str, ...] = tuple(METHODS)
     latency_targets: tuple[float, ...] = (0.7, 0.5)
     latency_batches: tuple[int, ...] = (1, 8)
-    latency_iters: int = 20
+    latency_iters: int = 10  # at least; and at least latency_min_seconds of timed runs per model
     latency_min_seconds: float = 3.0
     # scale
     scale_sizes: tuple[str, ...] = ("20M", "50M", "100M", "200M")

@@ -114,7 +114,11 @@ def test_picogpt_states_the_loss_to_trained_cores(passing: Path) -> None:
     markdown = (passing / "RESULTS.md").read_text()
     assert "51.6%" in markdown and "191,872" in markdown
     assert "10.6 points below the trained MPO cores" in markdown  # 41.0% against 51.6%
-    assert "χ = 4: no method could be compressed" in markdown
+    assert "χ = 4: no method could be compressed to within 5%" in markdown
+    assert (
+        "χ = 8: no method could be compressed to within 5% of this parameter count (closest: 150,000"
+        in markdown
+    )
 
 
 def test_output_depends_only_on_the_jsons(passing: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
