@@ -144,8 +144,8 @@ def _ablations(scorer: _Scorer, calib: Any, points: list[dict[str, Any]]) -> lis
     for samples in settings.ablation_samples:
         if samples == default_samples:
             continue
-        batches, _ = calibrate(bench, scorer.tokenizer, samples, settings.seed)
+        sized, _ = calibrate(bench, scorer.tokenizer, samples, settings.seed)
         for target in settings.ablation_targets:
-            record = scorer.point(batches.batches, "id", target)
+            record = scorer.point(sized.batches, "id", target)
             out.append({"ablation": "samples", "variant": f"{samples} samples", "samples": samples, **record})
     return out

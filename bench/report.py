@@ -72,11 +72,15 @@ def header(results: Results) -> list[str]:
 
 
 def _command(argv: list[str]) -> str:
-    """sys.argv as typed: `python -m bench.run --quick` for a module under bench/, else the script name."""
+    """sys.argv as typed: `python -m bench.run --quick` for the bench entry points (they run as
+    modules), the script's path otherwise."""
     if not argv:
         return "-"
     first = Path(argv[0])
-    head = f"python -m bench.{first.stem}" if first.parent.name == "bench" else first.name
+    if first.parent.name == "bench" and first.stem in ("run", "report", "jobs"):
+        head = f"python -m bench.{first.stem}"
+    else:
+        head = "python " + (f"bench/{first.name}" if first.parent.name == "bench" else first.name)
     return " ".join([head, *argv[1:]])
 
 

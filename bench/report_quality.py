@@ -29,6 +29,8 @@ def _metric_grid(result: dict[str, Any], metric: str) -> list[str]:
 
 
 def quality_section(results: Results, plot_dir: Path, rel: str) -> list[str]:
+    if not results.get("quality"):
+        return []
     lines = ["## Quality against MAC budget", ""]
     for result in results.get("quality", []):
         model, dense, calib = result["model"], result["dense"]["metrics"], result["calibration"]
