@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from workers.evaluation.finetune import _schedule, length_grouped_batches, torch_threads
+from workers.evaluation.base import torch_threads
+from workers.evaluation.finetune import _schedule, length_grouped_batches
 
 
 def test_length_grouped_batches_cover_every_example_once_and_are_seeded() -> None:

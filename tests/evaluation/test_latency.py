@@ -34,10 +34,14 @@ def test_peak_memory_grows_with_the_activations(tmp_path: Path) -> None:
     assert large - small > 8  # MiB: 16 x 256 x 256 float32 activations alone are 4 MiB each
 
 
-def test_min_seconds_extends_the_run(bert_dir: Path) -> None:
+def test_min_seconds_extends_the_run(bert_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from workers.evaluation import latency
+
+    monkeypatch.setattr(latency, "_timed", lambda model, inputs: 1 / 64)  # every run "takes" 15.625 ms
     model, _ = load_model(str(bert_dir))
-    result = compare_latency(model, model, batch_size=1, seq_len=4, warmup=0, iters=2, min_seconds=0.3)
-    assert result["protocol"]["timed_iterations"] > 2
+    result = compare_latency(model, model, batch_size=1, seq_len=4, warmup=0, iters=2, min_seconds=0.125)
+    assert result["protocol"]["timed_iterations"] == 8  # 8 x 1/64 s reach the 1/8 s floor
+    assert result["speedup"] == 1.0 and result["baseline"]["latency_ms"] == pytest.approx(15.625)
 
 
 def test_a_deeper_wider_model_is_measured_slower(bert_dir: Path, tmp_path: Path) -> None:

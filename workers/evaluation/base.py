@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -103,3 +105,16 @@ def encode(
 def length_order(texts: list[str]) -> list[int]:
     """Indices sorted by text length (longest first) so batches pad little; results are reordered."""
     return sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+
+
+@contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Run with `threads` intra-op threads, then restore. On a shared, oversubscribed CPU one thread
+    is often faster than two: OpenMP workers spin while waiting for a core."""
+    previous = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)

@@ -16,8 +16,6 @@ import json
 import logging
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +23,7 @@ from typing import Any
 import torch
 
 from workers.data import DataSource, default_data_dir, file_sha256, load_table, require_column
-from workers.evaluation.base import encode
+from workers.evaluation.base import encode, torch_threads
 from workers.evaluation.classification import _labels
 from workers.hub import resolve_model
 from workers.models import MINILM_ID, cached_revision, place_in_cache
@@ -157,19 +155,6 @@ def _save(model: Any, tokenizer: Any, recipe: FinetuneRecipe, stats: dict[str, A
     tokenizer.save_pretrained(folder)
     record = {"recipe": {**asdict(recipe), "train_file": str(recipe.train_path())}, **stats}
     (folder / "finetune.json").write_text(json.dumps(record, indent=2) + "\n")
-
-
-@contextmanager
-def torch_threads(threads: int | None) -> Iterator[None]:
-    """Run with `threads` intra-op threads, then restore. On a shared, oversubscribed CPU one thread
-    is often faster than two: OpenMP workers spin while waiting for a core."""
-    previous = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def finetune_sst2(
