@@ -151,6 +151,7 @@ def scale_job(job: dict[str, Any]) -> dict[str, Any]:
         num_key_value_heads=size.kv_heads,
         max_position_embeddings=max(2048, job["tokens"]),
         tie_word_embeddings=False,
+        architectures=["LlamaForCausalLM"],  # so the whole-model MAC figure counts the LM head
     )
     start = time.perf_counter()
     torch.manual_seed(job["seed"])
