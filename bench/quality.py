@@ -4,8 +4,9 @@ Per model: load it once, build the calibration set once, evaluate the dense mode
 each (method, target) compress a fresh deep copy and evaluate it. Each point records the method and
 its full parameters, the target, the achieved block and whole-model MAC ratios, parameters before
 and after, compression seconds with the engine's split (capture, planning, compression) and the
-metrics. Ablations of ID (at `ablation_targets`): staged vs not, global vs uniform allocation,
-with and without head pruning, and the number of calibration samples.
+metrics. Ablations of ID (at `ablation_targets`), one change at a time from its defaults: staged
+vs not, uniform instead of the default allocation ("auto": global for encoders, uniform for
+causal LMs), with and without head pruning, and the number of calibration samples.
 
 Writes bench/results/quality_<model>.json.
 """
