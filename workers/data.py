@@ -26,7 +26,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-FILE_FORMATS = (".txt", ".jsonl", ".csv", ".tsv", ".parquet")
 PREFERRED_TEXT_COLUMNS = ("text", "sentence", "sentence1", "content", "document", "question")
 CALIBRATION_MODES = ("auto", "chunk", "sentences")
 _NUMBER = re.compile(r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$")
@@ -215,32 +214,38 @@ def _hub_rows(source: DataSource) -> tuple[list[dict[str, Any]], list[str]]:
     return _dataset_rows(dataset, name, source.split)
 
 
+def _txt_rows(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    return [{"text": line} for line in _read_text(path).splitlines() if line.strip()], ["text"]
+
+
+READERS = {
+    ".txt": _txt_rows,
+    ".jsonl": _jsonl_rows,
+    ".csv": _delimited_rows,
+    ".tsv": _delimited_rows,
+    ".parquet": _parquet_rows,
+}
+
+
 def _read_rows(source: DataSource) -> tuple[list[dict[str, Any]], list[str]]:
     if source.hub_id:
         rows, columns = _hub_rows(source)
+    elif not source.path:
+        raise InvalidCalibrationData("data source names neither a path nor a hub dataset")
     else:
-        if not source.path:
-            raise InvalidCalibrationData("data source names neither a path nor a hub dataset")
         path = Path(source.path).expanduser()
-        suffix = path.suffix.lower()
+        reader = READERS.get(path.suffix.lower())
         if not path.exists():
             raise InvalidCalibrationData(f"{path}: file not found")
         if path.is_dir():
             rows, columns = _directory_rows(path, source.split)
-        elif suffix == ".txt":
-            lines = [line for line in _read_text(path).splitlines() if line.strip()]
-            rows, columns = [{"text": line} for line in lines], ["text"]
-        elif suffix == ".jsonl":
-            rows, columns = _jsonl_rows(path)
-        elif suffix in (".csv", ".tsv"):
-            rows, columns = _delimited_rows(path)
-        elif suffix == ".parquet":
-            rows, columns = _parquet_rows(path)
-        else:
+        elif reader is None:
             raise InvalidCalibrationData(
-                f"{path}: unsupported format {suffix or '(no suffix)'!r} "
-                f"(supported: {', '.join(FILE_FORMATS)}, or a save_to_disk directory)"
+                f"{path}: unsupported format {path.suffix or '(no suffix)'!r} "
+                f"(supported: {', '.join(READERS)}, or a save_to_disk directory)"
             )
+        else:
+            rows, columns = reader(path)
     if not rows:
         raise InvalidCalibrationData(f"{source.describe()}: empty (no rows of data)")
     return rows, columns
@@ -299,7 +304,7 @@ def load_text(source: DataSource | str) -> str:
     """The whole text of a source, for perplexity: tokenized once, then cut into windows.
 
     A .txt file is returned as stored (blank lines kept: WikiText's paragraph breaks are part of
-    the text the published perplexities were measured on); other sources join their texts by "\n".
+    the text the published perplexities were measured on); other sources join their texts by "\\n".
     """
     source = as_source(source)
     path = Path(source.path).expanduser() if source.path else None
