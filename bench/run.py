@@ -38,6 +38,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--threads", type=int, default=None, help="torch intra-op threads (default: torch's; --quick: 1)"
     )
     parser.add_argument("--max-params", type=float, default=None, help="largest scale-suite model, e.g. 1e8")
+    parser.add_argument("--targets", default=None, help="comma-separated MAC targets (default: the settings')")
+    parser.add_argument("--ablation-models", default=None, help="comma-separated, or 'none'")
     return parser.parse_args(argv)
 
 
@@ -55,6 +57,11 @@ def build_settings(args: argparse.Namespace) -> Settings:
         overrides["threads"] = args.threads
     if args.models:
         overrides["models"] = _split(args.models, list(MODELS), "models")
+    if args.targets:
+        overrides["targets"] = tuple(float(t) for t in args.targets.split(","))
+        overrides["latency_targets"] = tuple(t for t in overrides["targets"] if t < 1.0)  # type: ignore[union-attr]
+    if args.ablation_models:
+        overrides["ablation_models"] = () if args.ablation_models == "none" else tuple(args.ablation_models.split(","))
     return Settings.quick_run(**overrides) if args.quick else Settings.full(**overrides)
 
 

