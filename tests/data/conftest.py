@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -17,3 +18,16 @@ def bert_tok() -> Any:
 @pytest.fixture(scope="session")
 def bpe_tok() -> Any:
     return tiny.bpe_tokenizer()
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Tiny models gain nothing from a second thread, and on a shared 2-core machine two OpenMP
+    threads spin-wait for a busy core (the suite runs 2-4x slower). Slow tests keep the default."""
+    if request.node.get_closest_marker("slow"):
+        yield
+        return
+    from workers.evaluation.base import torch_threads
+
+    with torch_threads(1):
+        yield

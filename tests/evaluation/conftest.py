@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -35,3 +36,16 @@ def bundled() -> list[str]:
     from workers.models import import_bundled
 
     return import_bundled()
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Tiny models gain nothing from a second thread, and on a shared 2-core machine two OpenMP
+    threads spin-wait for a busy core (the suite runs 2-4x slower). Slow tests keep the default."""
+    if request.node.get_closest_marker("slow"):
+        yield
+        return
+    from workers.evaluation.base import torch_threads
+
+    with torch_threads(1):
+        yield
