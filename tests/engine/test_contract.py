@@ -15,7 +15,10 @@ import torch
 
 from tests.engine.tiny import batches, tiny_model
 from workers.compression.artifacts import load_compressed, save_compressed
-from workers.compression.engine import CompressionSpec, compress
+from workers.compression.adapters import ModelAdapter
+from workers.compression.calibration import Calibrator
+from workers.compression.engine import CompressionSpec, build_method, compress
+from workers.compression.macs import dense_shape
 
 METHODS = ("id", "svd", "magnitude")
 L = 16
@@ -52,6 +55,21 @@ class ArchitectureContract:
         model = copy.deepcopy(dense)
         report = compress(model, data, CompressionSpec(method, 1.0, L))
         assert report["macs"]["mac_ratio"] == pytest.approx(1.0)
+        torch.testing.assert_close(main_output(model, data[0]), main_output(dense, data[0]), atol=1e-5, rtol=1e-5)
+
+    @pytest.mark.parametrize("method", METHODS)
+    def test_a_full_width_plan_leaves_every_block_unchanged(self, dense, data, method: str) -> None:
+        """The rewrite itself, not the 1.0 shortcut: compress_block at the dense shape is exact."""
+        model = copy.deepcopy(dense)
+        adapter = ModelAdapter(model)
+        adapter.prepare()
+        impl = build_method(CompressionSpec(method, 0.5, L), adapter)
+        calibrator = Calibrator(adapter, torch.device("cpu"), torch.device("cpu"))
+        inputs = calibrator.capture(data)
+        for i, layer in enumerate(adapter.layers):
+            stats, outputs = calibrator.run(layer, inputs, impl.observed(layer))
+            impl.compress_block(i, layer, stats, dense_shape(adapter.geometry))
+            inputs = inputs.with_hidden(outputs)
         torch.testing.assert_close(main_output(model, data[0]), main_output(dense, data[0]), atol=1e-5, rtol=1e-5)
 
     @pytest.mark.parametrize("method", METHODS)

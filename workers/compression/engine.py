@@ -87,6 +87,8 @@ def compress(
             raise Cancelled("cancelled at a block boundary")
 
     inputs: BlockInputs | None = None
+    if spec.mac_target >= 1.0:  # everything is kept: no statistics, no passes
+        return _report(spec, method, before, before, [], 0, timings, started, dev)
     if method.needs_data:
         if not batches:
             raise InvalidSpec(f"method {spec.method!r} needs calibration data", field="calibration")
@@ -103,6 +105,13 @@ def compress(
     layers = _compress_pass(adapter, method, calibrator, inputs, plan, dev, home, progress, check_cancel)
     timings["compression"] = time.perf_counter() - t
     after = measure(adapter, spec.reference_seq_len)
+    tokens = inputs.num_tokens if inputs else 0
+    return _report(spec, method, before, after, layers, tokens, timings, started, dev, batches=len(batches))
+
+
+def _report(spec: CompressionSpec, method: Method, before: dict[str, int], after: dict[str, int],
+            layers: list[dict[str, Any]], tokens: int, timings: dict[str, float], started: float,
+            dev: torch.device, batches: int = 0) -> dict[str, Any]:
     ratio = after["block_macs"] / before["block_macs"]
     if ratio > spec.mac_target + 1e-9 or ratio < spec.mac_target - TOLERANCE:
         raise BudgetInfeasible(f"achieved MAC ratio {ratio:.4f} is not within {TOLERANCE} below {spec.mac_target}")
@@ -119,7 +128,7 @@ def compress(
             "mac_ratio_model": after["model_macs"] / before["model_macs"],
         },
         "params": {"before": before["params"], "after": after["params"]},
-        "calibration": {"batches": len(batches), "tokens": inputs.num_tokens if inputs else 0},
+        "calibration": {"batches": batches, "tokens": tokens},
         "layers": layers,
         "timings": {**timings, "total": time.perf_counter() - started},
         "device": str(dev),
