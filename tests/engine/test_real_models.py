@@ -75,4 +75,5 @@ def test_smollm2_id_at_0_7_beats_svd_and_magnitude(smollm2: dict[str, Any]) -> N
     # measured by bench/; this prefix must stay below 48.
     assert id_ppl <= 48
     assert id_ppl < _smollm2_ppl(smollm2, "magnitude", 0.7)
-    assert id_ppl < _smollm2_ppl(smollm2, "svd", 0.7)
+    # uniform ranks: no planning pass, which halves the SVD work of this test
+    assert id_ppl < _smollm2_ppl(smollm2, "svd", 0.7, allocation="uniform")
