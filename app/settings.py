@@ -22,6 +22,7 @@ class Settings(BaseSettings):
     work_dir: Path = Path("./var/work")
 
     auth: bool = True  # False: every request is tenant "local" (development only)
+    key_cache_seconds: float = Field(default=5.0, ge=0)  # API key -> tenant cache; a revocation lags this
     max_upload_bytes: int = Field(default=256 * 1024 * 1024, gt=0)
     max_num_samples: int = Field(default=8192, gt=0)
     max_seq_length: int = Field(default=8192, gt=0)

@@ -1,15 +1,28 @@
-"""Typed dependencies: settings, a database session, storage, the dispatcher, the caller's tenant."""
+"""Typed dependencies: settings, database access, storage, the dispatcher, the caller's tenant.
+
+Routes are `async def` and reach the database only through `Database.read` / `Database.write`: each
+call runs in one worker thread with a session of its own that is closed, and its connection given
+back, before the thread is released. FastAPI's sync routes and sync dependencies each take a
+separate thread-pool hop (and a sync route's response validation one more); a request session held
+across those hops lets requests that hold connections wait for threads while every thread waits
+for a connection, and a burst of 200 GETs stalled every request until the 30 s pool timeout.
+With one hop per call, a thread never holds a connection while it waits for anything else.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Annotated
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, TypeVar
 
+import anyio
+import anyio.to_thread
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.db.models import Tenant
 from app.errors import Unauthorized
 from app.queue import Dispatcher
 from app.services import keys
@@ -18,6 +31,76 @@ from app.storage import Storage
 
 LOCAL_TENANT = "local"
 bearer = HTTPBearer(auto_error=False, description="An API key from `pare keys create --tenant NAME`.")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The authenticated tenant of a request (a plain value: no session behind it)."""
+
+    id: str
+    name: str
+
+
+class Database:
+    """This process's sessions. `read` runs in a read-only transaction (SQLite: BEGIN DEFERRED, no
+    write lock); `write` in a normal one, which `fn` commits itself.
+
+    Calls run in worker threads, at most `threads` at once: a few threads keep the database busy,
+    while dozens contending for the GIL cost more than the queries (a 200-request burst took 1.4 ms
+    per request with anyio's default 40 threads, 0.87 ms with 4). On SQLite, reads run in the event
+    loop itself: a read-only transaction on a local WAL file never waits for a writer and takes
+    tens of microseconds, less than the hop to a thread. (Postgres reads through the async driver,
+    `AsyncSession.run_sync`, measured no faster than threads and with a worse tail: 1,150 req/s,
+    p99 2.1 s against 1,146 req/s, p99 0.43 s, under `wrk -c200`.)
+    """
+
+    def __init__(
+        self, sessions: sessionmaker[Session], read_sessions: sessionmaker[Session], *, threads: int = 8
+    ) -> None:
+        self.sessions, self.read_sessions = sessions, read_sessions
+        self.limiter = anyio.CapacityLimiter(threads)
+        self.inline_reads = sessions.kw["bind"].dialect.name == "sqlite"
+
+    async def read(self, fn: Callable[[Session], T]) -> T:
+        if self.inline_reads:
+            return _in_session(self.read_sessions, fn)
+        return await anyio.to_thread.run_sync(_in_session, self.read_sessions, fn, limiter=self.limiter)
+
+    async def write(self, fn: Callable[[Session], T]) -> T:
+        return await anyio.to_thread.run_sync(_in_session, self.sessions, fn, limiter=self.limiter)
+
+
+def _in_session(factory: sessionmaker[Session], fn: Callable[[Session], T]) -> T:
+    with factory() as session:
+        return fn(session)
+
+
+class KeyCache:
+    """API key -> tenant for `ttl` seconds per process, so a burst of requests authenticates without
+    a query each; a revoked key stops working within `ttl` (0 disables the cache)."""
+
+    def __init__(self, ttl: float) -> None:
+        self.ttl = ttl
+        self._entries: dict[str, tuple[Caller, float]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key_hash: str) -> Caller | None:
+        entry = self._entries.get(key_hash)
+        if entry is None or entry[1] < time.monotonic():
+            return None
+        return entry[0]
+
+    def put(self, key_hash: str, caller: Caller) -> None:
+        if self.ttl <= 0:
+            return
+        with self._lock:
+            if len(self._entries) > 10_000:  # bounded: drop everything expired, else everything
+                now = time.monotonic()
+                self._entries = {k: v for k, v in self._entries.items() if v[1] >= now}
+                if len(self._entries) > 10_000:
+                    self._entries.clear()
+            self._entries[key_hash] = (caller, time.monotonic() + self.ttl)
 
 
 def get_settings(request: Request) -> Settings:
@@ -28,10 +111,8 @@ def get_sessions(request: Request) -> sessionmaker[Session]:
     return request.app.state.sessions
 
 
-def get_db(request: Request) -> Iterator[Session]:
-    """A session per request; routes commit explicitly, anything uncommitted is rolled back."""
-    with request.app.state.sessions() as session:
-        yield session
+def get_database(request: Request) -> Database:
+    return request.app.state.database
 
 
 def get_storage(request: Request) -> Storage:
@@ -42,28 +123,64 @@ def get_dispatcher(request: Request) -> Dispatcher:
     return request.app.state.dispatcher
 
 
-SettingsDep = Annotated[Settings, Depends(get_settings)]
-SessionDep = Annotated[Session, Depends(get_db)]
-SessionsDep = Annotated[sessionmaker[Session], Depends(get_sessions)]
-StorageDep = Annotated[Storage, Depends(get_storage)]
-DispatcherDep = Annotated[Dispatcher, Depends(get_dispatcher)]
+# Async on purpose: these only read app.state, so they run in the event loop, not in a thread.
+async def _settings(request: Request) -> Settings:
+    return get_settings(request)
 
 
-def get_tenant(
+async def _sessions(request: Request) -> sessionmaker[Session]:
+    return get_sessions(request)
+
+
+async def _database(request: Request) -> Database:
+    return get_database(request)
+
+
+async def _storage(request: Request) -> Storage:
+    return get_storage(request)
+
+
+async def _dispatcher(request: Request) -> Dispatcher:
+    return get_dispatcher(request)
+
+
+SettingsDep = Annotated[Settings, Depends(_settings)]
+SessionsDep = Annotated[sessionmaker[Session], Depends(_sessions)]
+DbDep = Annotated[Database, Depends(_database)]
+StorageDep = Annotated[Storage, Depends(_storage)]
+DispatcherDep = Annotated[Dispatcher, Depends(_dispatcher)]
+
+
+async def get_tenant(
+    request: Request,
     settings: SettingsDep,
-    session: SessionDep,
+    db: DbDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-) -> Tenant:
+) -> Caller:
     """The tenant of the bearer key (or tenant "local" when auth is off)."""
     if not settings.auth:
-        tenant = keys.get_or_create_tenant(session, name=LOCAL_TENANT)
-        session.commit()
-        return tenant
+
+        def local(session: Session) -> Caller:
+            tenant = keys.get_or_create_tenant(session, name=LOCAL_TENANT)
+            session.commit()
+            return Caller(tenant.id, tenant.name)
+
+        return await db.write(local)
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("send `Authorization: Bearer <api key>`")
-    tenant = keys.authenticate(session, key=credentials.credentials)
-    session.rollback()
-    return tenant
+    key = credentials.credentials
+    cache: KeyCache = request.app.state.key_cache
+    key_hash = keys.hash_key(key)
+    caller = cache.get(key_hash)
+    if caller is None:
+
+        def authenticate(session: Session) -> Caller:
+            tenant = keys.authenticate(session, key=key)
+            return Caller(tenant.id, tenant.name)
+
+        caller = await db.read(authenticate)
+        cache.put(key_hash, caller)
+    return caller
 
 
-TenantDep = Annotated[Tenant, Depends(get_tenant)]
+TenantDep = Annotated[Caller, Depends(get_tenant)]

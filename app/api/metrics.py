@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 
+# `pare serve --workers N` (N > 1) sets PROMETHEUS_MULTIPROC_DIR before the workers start: each
+# process writes its samples there and /metrics, in whichever process answers, sums them all.
 REQUESTS = Counter("pare_http_requests_total", "HTTP requests", ["method", "route", "status"])
 LATENCY = Histogram("pare_http_request_duration_seconds", "Time to the response start", ["method", "route"])
-JOBS = Gauge("pare_jobs", "Jobs by status", ["status"])
+JOBS = Gauge("pare_jobs", "Jobs by status", ["status"], multiprocess_mode="mostrecent")
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelling", "cancelled")
 
 
@@ -42,4 +53,8 @@ def render(job_counts: dict[str, int]) -> tuple[bytes, str]:
     """The exposition text, after refreshing the jobs gauge."""
     for status in STATUSES:
         JOBS.labels(status).set(job_counts.get(status, 0))
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
     return generate_latest(), CONTENT_TYPE_LATEST

@@ -17,12 +17,26 @@ _lock = threading.Lock()
 _engines: dict[tuple[int, str], Engine] = {}
 
 
+# Execution option marking a transaction that only reads (GET requests): on SQLite it begins DEFERRED,
+# so readers never take the write lock and run beside each other and beside a writer (WAL).
+READ_ONLY = "pare_read_only"
+# Connections kept per process: the API's thread pool runs up to 40 sync routes at once.
+POOL_SIZE, MAX_OVERFLOW = 20, 30
+
+
 def _sqlite_engine(url: str) -> Engine:
-    """SQLite for the embedded mode: WAL, a busy timeout, and BEGIN IMMEDIATE so writers queue up."""
+    """SQLite for the embedded mode: WAL, a busy timeout, and BEGIN IMMEDIATE so writers queue up
+    (a DEFERRED writer that upgrades its lock gets SQLITE_BUSY at once instead of waiting);
+    read-only transactions begin DEFERRED."""
     database = make_url(url).database
     if database and database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+    engine = create_engine(
+        url,
+        connect_args={"check_same_thread": False, "timeout": 30},
+        pool_size=POOL_SIZE,
+        max_overflow=MAX_OVERFLOW,
+    )
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -35,7 +49,8 @@ def _sqlite_engine(url: str) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        read_only = connection.get_execution_options().get(READ_ONLY, False)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
     return engine
 
@@ -49,14 +64,25 @@ def get_engine(url: str) -> Engine:
             if url.startswith("sqlite"):
                 engine = _sqlite_engine(url)
             else:
-                engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+                engine = create_engine(
+                    url, pool_pre_ping=True, pool_size=POOL_SIZE, max_overflow=MAX_OVERFLOW
+                )
             _engines[key] = engine
         return engine
 
 
-def session_factory(url: str) -> sessionmaker[Session]:
-    """A sessionmaker bound to this process's engine for `url`."""
-    return sessionmaker(get_engine(url), expire_on_commit=False)
+def session_factory(url: str, *, read_only: bool = False) -> sessionmaker[Session]:
+    """A sessionmaker bound to this process's engine for `url`; `read_only` sessions only read
+    (same pool; SQLite: BEGIN DEFERRED; Postgres: autocommit)."""
+    engine = get_engine(url)
+    if read_only:
+        options: dict[str, Any] = {READ_ONLY: True}
+        if engine.dialect.name != "sqlite":
+            # No BEGIN/ROLLBACK round trips: under READ COMMITTED every statement reads its own
+            # snapshot anyway, inside a transaction or not.
+            options["isolation_level"] = "AUTOCOMMIT"
+        engine = engine.execution_options(**options)
+    return sessionmaker(engine, expire_on_commit=False)
 
 
 @contextmanager

@@ -30,10 +30,18 @@ LOCAL_KEY_FILE = Path("var/api-key")
 )
 @click.option("--no-migrate", is_flag=True, help="Do not run `alembic upgrade head` first.")
 @click.option("--log-level", default="info", show_default=True)
-def serve(host: str, port: int, no_auth: bool, no_migrate: bool, log_level: str) -> None:
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="API processes (with PARE_BROKER_URL set; the embedded mode is one process).",
+)
+def serve(host: str, port: int, no_auth: bool, no_migrate: bool, log_level: str, workers: int) -> None:
     """Run the API. Without PARE_BROKER_URL it is the whole service in one process (embedded mode):
     SQLite at ./var/pare.db, artifacts in ./var/artifacts, and an in-process worker thread.
     On first start with auth on, a key for tenant 'local' is created, printed and saved to ./var/api-key.
+    With PARE_BROKER_URL, jobs go to Celery workers and --workers N runs N API processes.
     """
     import uvicorn
 
@@ -44,8 +52,15 @@ def serve(host: str, port: int, no_auth: bool, no_migrate: bool, log_level: str)
     settings = get_settings()
     if no_auth:
         settings = settings.model_copy(update={"auth": False})
+    if workers > 1 and not settings.broker_url:
+        raise click.UsageError(
+            "--workers needs PARE_BROKER_URL: the embedded mode runs its job worker in the API process"
+        )
     if not no_migrate:
         upgrade(database_url=settings.database_url)
+    if workers > 1:
+        _serve_processes(host, port, log_level, workers, no_auth)
+        return
     dispatcher, worker = None, None
     if not settings.broker_url:
         from workers.tasks import EmbeddedWorker
@@ -64,6 +79,21 @@ def serve(host: str, port: int, no_auth: bool, no_migrate: bool, log_level: str)
     finally:
         if worker is not None:
             worker.stop()
+
+
+def _serve_processes(host: str, port: int, log_level: str, workers: int, no_auth: bool) -> None:
+    """N uvicorn processes sharing the socket; each builds the app from the environment."""
+    import tempfile
+
+    import uvicorn
+
+    if no_auth:
+        os.environ["PARE_AUTH"] = "false"
+    with tempfile.TemporaryDirectory(prefix="pare-metrics-") as metrics_dir:
+        os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", metrics_dir)
+        uvicorn.run(
+            "app.main:create_app", factory=True, host=host, port=port, log_level=log_level, workers=workers
+        )
 
 
 def _ensure_local_key(database_url: str) -> None:

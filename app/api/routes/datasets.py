@@ -6,10 +6,10 @@ import tempfile
 from pathlib import Path
 
 from fastapi import APIRouter, Request
-from starlette.concurrency import run_in_threadpool
+from sqlalchemy.orm import Session
 
 from app import schemas
-from app.api.deps import SessionDep, SettingsDep, StorageDep, TenantDep
+from app.api.deps import DbDep, SettingsDep, StorageDep, TenantDep
 from app.services import datasets
 from app.services.uploads import receive_file
 
@@ -42,7 +42,7 @@ UPLOAD_SCHEMA = {
     },
 )
 async def upload_dataset(
-    request: Request, tenant: TenantDep, session: SessionDep, settings: SettingsDep, storage: StorageDep
+    request: Request, tenant: TenantDep, db: DbDep, settings: SettingsDep, storage: StorageDep
 ) -> schemas.DatasetOut:
     """Upload calibration or evaluation data (.txt, .jsonl, .csv, .tsv, .parquet); returns its id."""
     spool = Path(settings.work_dir) / "uploads"
@@ -56,11 +56,11 @@ async def upload_dataset(
             cap=settings.max_upload_bytes,
         )
 
-        def store() -> schemas.DatasetOut:
+        def store(session: Session) -> schemas.DatasetOut:
             dataset = datasets.create_dataset(
                 session, tenant_id=tenant.id, upload=upload, path=Path(tmp.name), storage=storage
             )
             session.commit()
             return schemas.DatasetOut.model_validate(dataset, from_attributes=True)
 
-        return await run_in_threadpool(store)
+        return await db.write(store)

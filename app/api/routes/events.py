@@ -13,7 +13,7 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import Session, sessionmaker
 
 from app import schemas
-from app.api.deps import SessionDep, TenantDep
+from app.api.deps import DbDep, TenantDep
 from app.api.routes.jobs import PROBLEMS
 from app.db.models import TERMINAL, Job
 from app.services import jobs
@@ -33,7 +33,7 @@ def _poll(sessions: sessionmaker[Session], job_id: str, after: int) -> tuple[lis
 
 
 async def _stream(request: Request, job_id: str, after: int) -> AsyncIterator[str]:
-    sessions = request.app.state.sessions
+    sessions = request.app.state.database.read_sessions
     idle = 0.0
     while True:
         events, terminal = await to_thread.run_sync(_poll, sessions, job_id, after)
@@ -61,25 +61,29 @@ async def _stream(request: Request, job_id: str, after: int) -> AsyncIterator[st
     response_model=schemas.JobEventList,
     responses={**PROBLEMS, 200: {"content": {"text/event-stream": {}}, "description": "Events"}},
 )
-def list_events(
+async def list_events(
     job_id: str,
     request: Request,
     tenant: TenantDep,
-    session: SessionDep,
+    db: DbDep,
     after: Annotated[int, Query(ge=0, description="Only events with seq > after.")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     accept: Annotated[str | None, Header()] = None,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> schemas.JobEventList | StreamingResponse:
     """Progress, metrics and state changes; `Accept: text/event-stream` follows until the job ends."""
-    jobs.get_job(session, tenant_id=tenant.id, job_id=job_id)
     if accept and "text/event-stream" in accept:
+        await db.read(lambda s: jobs.get_job(s, tenant_id=tenant.id, job_id=job_id))
         if last_event_id and last_event_id.isdigit():
             after = max(after, int(last_event_id))
-        session.close()
         headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
         return StreamingResponse(
             _stream(request, job_id, after), media_type="text/event-stream", headers=headers
         )
-    rows, has_more = jobs.list_events(session, job_id=job_id, after=after, limit=limit)
-    return schemas.JobEventList(data=[jobs.event_resource(e) for e in rows], has_more=has_more)
+
+    def page(session: Session) -> schemas.JobEventList:
+        jobs.get_job(session, tenant_id=tenant.id, job_id=job_id)
+        rows, has_more = jobs.list_events(session, job_id=job_id, after=after, limit=limit)
+        return schemas.JobEventList(data=[jobs.event_resource(e) for e in rows], has_more=has_more)
+
+    return await db.read(page)

@@ -8,10 +8,12 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import JSONResponse
 from sqlalchemy import update
+from sqlalchemy.orm import Session
 
 from app import schemas
-from app.api.deps import DispatcherDep, SessionDep, SessionsDep, SettingsDep, TenantDep
+from app.api.deps import DbDep, DispatcherDep, SessionsDep, SettingsDep, TenantDep
 from app.db.models import Job, utcnow
+from app.queue import Dispatcher
 from app.services import idempotency, jobs, webhooks
 
 log = logging.getLogger(__name__)
@@ -23,7 +25,7 @@ PROBLEMS = {
 }
 
 
-def _publish(*, dispatcher: DispatcherDep, session: SessionDep, job_id: str) -> None:
+def _publish(*, dispatcher: Dispatcher, session: Session, job_id: str) -> None:
     """Hand the job to the workers; if the broker is down the reaper publishes it later."""
     try:
         dispatcher.publish(job_id)
@@ -39,10 +41,10 @@ def _publish(*, dispatcher: DispatcherDep, session: SessionDep, job_id: str) -> 
     response_model=schemas.Job,
     responses={**PROBLEMS, 409: {"model": schemas.Problem, "description": "Same Idempotency-Key in flight"}},
 )
-def submit_job(
+async def submit_job(
     body: schemas.JobRequest,
     tenant: TenantDep,
-    session: SessionDep,
+    db: DbDep,
     sessions: SessionsDep,
     settings: SettingsDep,
     dispatcher: DispatcherDep,
@@ -50,37 +52,46 @@ def submit_job(
 ) -> JSONResponse:
     """Validate and queue a compression job; 202 with Location. Honours Idempotency-Key."""
     body_hash = jobs.request_hash(body.model_dump(mode="json", exclude_unset=True))
-    if idempotency_key:
-        replay = idempotency.claim_key(
-            sessions, tenant_id=tenant.id, key=idempotency_key, body_hash=body_hash
-        )
-        if replay is not None:
-            headers = {"Location": f"/v1/jobs/{replay.job_id}", "Idempotent-Replayed": "true"}
-            return JSONResponse(replay.body, status_code=replay.status_code, headers=headers)
-    try:
-        job = jobs.create_job(
-            session, tenant_id=tenant.id, request=body, settings=settings, idempotency_key=idempotency_key
-        )
-        job.published_at = utcnow()
-        session.commit()
-    except BaseException:
-        session.rollback()
+
+    def submit(session: Session) -> JSONResponse:
         if idempotency_key:
-            idempotency.release_key(sessions, tenant_id=tenant.id, key=idempotency_key)
-        raise
-    resource = jobs.to_resource(job).model_dump(mode="json")
-    if idempotency_key:
-        idempotency.complete_key(
-            sessions, tenant_id=tenant.id, key=idempotency_key, status_code=202, body=resource, job_id=job.id
-        )
-    _publish(dispatcher=dispatcher, session=session, job_id=job.id)
-    return JSONResponse(resource, status_code=202, headers={"Location": f"/v1/jobs/{job.id}"})
+            replay = idempotency.claim_key(
+                sessions, tenant_id=tenant.id, key=idempotency_key, body_hash=body_hash
+            )
+            if replay is not None:
+                headers = {"Location": f"/v1/jobs/{replay.job_id}", "Idempotent-Replayed": "true"}
+                return JSONResponse(replay.body, status_code=replay.status_code, headers=headers)
+        try:
+            job = jobs.create_job(
+                session, tenant_id=tenant.id, request=body, settings=settings, idempotency_key=idempotency_key
+            )
+            job.published_at = utcnow()
+            session.commit()
+        except BaseException:
+            session.rollback()
+            if idempotency_key:
+                idempotency.release_key(sessions, tenant_id=tenant.id, key=idempotency_key)
+            raise
+        resource = jobs.to_resource(job).model_dump(mode="json")
+        if idempotency_key:
+            idempotency.complete_key(
+                sessions,
+                tenant_id=tenant.id,
+                key=idempotency_key,
+                status_code=202,
+                body=resource,
+                job_id=job.id,
+            )
+        _publish(dispatcher=dispatcher, session=session, job_id=job.id)
+        return JSONResponse(resource, status_code=202, headers={"Location": f"/v1/jobs/{job.id}"})
+
+    return await db.write(submit)
 
 
 @router.get("", response_model=schemas.JobList, responses=PROBLEMS)
-def list_jobs(
+async def list_jobs(
     tenant: TenantDep,
-    session: SessionDep,
+    db: DbDep,
     settings: SettingsDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     after: Annotated[
@@ -90,21 +101,25 @@ def list_jobs(
     model: Annotated[str | None, Query(max_length=200)] = None,
 ) -> schemas.JobList:
     """This tenant's jobs, newest first, with cursor pagination."""
-    rows, has_more = jobs.list_jobs(
-        session,
-        tenant_id=tenant.id,
-        limit=min(limit, settings.max_jobs_page),
-        after=after,
-        status=status,
-        model=model,
-    )
-    return schemas.JobList(data=[jobs.to_resource(j) for j in rows], has_more=has_more)
+
+    def page(session: Session) -> schemas.JobList:
+        rows, has_more = jobs.list_jobs(
+            session,
+            tenant_id=tenant.id,
+            limit=min(limit, settings.max_jobs_page),
+            after=after,
+            status=status,
+            model=model,
+        )
+        return schemas.JobList(data=[jobs.to_resource(j) for j in rows], has_more=has_more)
+
+    return await db.read(page)
 
 
 @router.get("/{job_id}", response_model=schemas.Job, responses=PROBLEMS)
-def get_job(job_id: str, tenant: TenantDep, session: SessionDep) -> schemas.Job:
+async def get_job(job_id: str, tenant: TenantDep, db: DbDep) -> schemas.Job:
     """One job: status, progress, results, error."""
-    return jobs.to_resource(jobs.get_job(session, tenant_id=tenant.id, job_id=job_id))
+    return await db.read(lambda s: jobs.to_resource(jobs.get_job(s, tenant_id=tenant.id, job_id=job_id)))
 
 
 @router.post(
@@ -112,10 +127,14 @@ def get_job(job_id: str, tenant: TenantDep, session: SessionDep) -> schemas.Job:
     response_model=schemas.Job,
     responses={**PROBLEMS, 409: {"model": schemas.Problem, "description": "Already finished"}},
 )
-def cancel_job(job_id: str, tenant: TenantDep, session: SessionDep, settings: SettingsDep) -> schemas.Job:
+async def cancel_job(job_id: str, tenant: TenantDep, db: DbDep, settings: SettingsDep) -> schemas.Job:
     """Queued jobs are cancelled at once; running ones become `cancelling` until the next block boundary."""
-    job, terminal = jobs.cancel_job(session, tenant_id=tenant.id, job_id=job_id)
-    session.commit()
-    if terminal:
-        webhooks.schedule(settings=settings, job_id=job.id)
-    return jobs.to_resource(job)
+
+    def cancel(session: Session) -> schemas.Job:
+        job, terminal = jobs.cancel_job(session, tenant_id=tenant.id, job_id=job_id)
+        session.commit()
+        if terminal:
+            webhooks.schedule(settings=settings, job_id=job.id)
+        return jobs.to_resource(job)
+
+    return await db.write(cancel)

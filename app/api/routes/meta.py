@@ -6,10 +6,11 @@ from typing import Any
 
 from fastapi import APIRouter, Response
 from sqlalchemy import text
+from starlette.concurrency import run_in_threadpool
 
 from app import schemas
 from app.api import metrics
-from app.api.deps import DispatcherDep, SessionDep, SettingsDep, TenantDep
+from app.api.deps import DbDep, DispatcherDep, SettingsDep, TenantDep
 from app.api.problems import problem
 from app.services import jobs, validation
 from workers import hub
@@ -22,14 +23,14 @@ router = APIRouter()
     tags=["estimates"],
     responses={401: {"model": schemas.Problem}, 422: {"model": schemas.Problem}},
 )
-def estimate(body: schemas.EstimateRequest, tenant: TenantDep) -> dict[str, Any]:
+async def estimate(body: schemas.EstimateRequest, tenant: TenantDep) -> dict[str, Any]:
     """Dry run from the model's config: baseline MACs and parameters, planned widths; nothing compressed."""
     del tenant
-    return validation.estimate(request=body)
+    return await run_in_threadpool(validation.estimate, request=body)  # reads the config: I/O
 
 
 @router.get("/v1/capabilities", tags=["meta"])
-def capabilities(settings: SettingsDep) -> dict[str, Any]:
+async def capabilities(settings: SettingsDep) -> dict[str, Any]:
     """What this service can do: methods, model types, evaluation tasks, limits."""
     return {
         "object": "capabilities",
@@ -52,20 +53,20 @@ def capabilities(settings: SettingsDep) -> dict[str, Any]:
 
 
 @router.get("/healthz", tags=["meta"])
-def healthz() -> dict[str, str]:
+async def healthz() -> dict[str, str]:
     """Liveness: the process answers."""
     return {"status": "ok"}
 
 
 @router.get("/readyz", tags=["meta"], responses={503: {"model": schemas.Problem}})
-def readyz(session: SessionDep, dispatcher: DispatcherDep) -> Any:
+async def readyz(db: DbDep, dispatcher: DispatcherDep) -> Any:
     """Readiness: the database and the broker answer."""
     try:
-        session.execute(text("SELECT 1"))
+        await db.read(lambda s: s.execute(text("SELECT 1")))
         database = True
     except Exception:  # noqa: BLE001 - any failure means not ready
         database = False
-    broker = dispatcher.ping()
+    broker = await run_in_threadpool(dispatcher.ping)
     if database and broker:
         return {"status": "ready", "database": "ok", "broker": "ok"}
     down = [name for name, ok in (("database", database), ("broker", broker)) if not ok]
@@ -73,10 +74,10 @@ def readyz(session: SessionDep, dispatcher: DispatcherDep) -> Any:
 
 
 @router.get("/metrics", tags=["meta"], response_class=Response)
-def prometheus(session: SessionDep) -> Response:
+async def prometheus(db: DbDep) -> Response:
     """Prometheus exposition: request counts and latency, jobs by status."""
     try:
-        counts = jobs.count_by_status(session)
+        counts = await db.read(jobs.count_by_status)
     except Exception:  # noqa: BLE001 - metrics must answer even when the database does not
         counts = {}
     body, content_type = metrics.render(counts)
