@@ -48,7 +48,13 @@ class _Scorer:
     """Compress-and-evaluate with the dense model, tokenizer and evaluator of one model."""
 
     def __init__(
-        self, bench: ModelBench, settings: Settings, dense: Any, tokenizer: Any, evaluate: Evaluator
+        self,
+        bench: ModelBench,
+        settings: Settings,
+        dense: Any,
+        tokenizer: Any,
+        evaluate: Evaluator,
+        dense_metrics: dict[str, float],
     ):
         self.bench, self.settings, self.dense, self.tokenizer, self.evaluate = (
             bench,
@@ -57,6 +63,7 @@ class _Scorer:
             tokenizer,
             evaluate,
         )
+        self.dense_metrics = dense_metrics
 
     def point(
         self, batches: list[Any], label: str, target: float, overrides: dict[str, Any] | None = None
@@ -71,9 +78,14 @@ class _Scorer:
             seed=self.settings.seed,
             overrides=overrides,
         )
-        if model is not None:
+        if model is not None and _unchanged(record):
+            # The engine kept everything (target 1.0 shortcut): the model is the dense one, and
+            # evaluation is deterministic, so its metrics are the dense metrics already measured.
+            record["metrics"] = dict(self.dense_metrics)
+            record["metrics_from"] = "dense (model unchanged)"
+        elif model is not None:
             evaluate_point(self.evaluate, model, self.tokenizer, record)
-            del model
+        del model
         log.info(
             "%s %s @ %.2f: mac %.3f, %s, %.1f s",
             self.bench.key,
@@ -86,13 +98,17 @@ class _Scorer:
         return record
 
 
+def _unchanged(record: dict[str, Any]) -> bool:
+    return record.get("mac_ratio") == 1.0 and record.get("params_after") == record.get("params_before")
+
+
 def run_model(bench: ModelBench, settings: Settings, results_dir: Path) -> Path:
     dense, tokenizer, load_seconds = load_dense(bench)
     evaluate = Evaluator.build(bench, settings)
     dense_metrics, protocol = evaluate(dense, tokenizer)
     log.info("%s dense: %s", bench.key, dense_metrics)
     calib, calib_seconds = calibrate(bench, tokenizer, settings.samples_for(bench), settings.seed)
-    scorer = _Scorer(bench, settings, dense, tokenizer, evaluate)
+    scorer = _Scorer(bench, settings, dense, tokenizer, evaluate, dense_metrics)
     points = [
         scorer.point(calib.batches, label, target)
         for label in settings.methods
