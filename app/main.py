@@ -9,7 +9,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from app.api import problems
-from app.api.deps import Database, KeyCache
+from app.api.cache import TtlCache
+from app.api.deps import Database
 from app.api.metrics import MetricsMiddleware
 from app.api.routes import artifacts, datasets, events, jobs, meta
 from app.db.engine import session_factory
@@ -34,7 +35,8 @@ def create_app(
         app.state.database = Database(
             app.state.sessions, session_factory(settings.database_url, read_only=True)
         )
-        app.state.key_cache = KeyCache(settings.key_cache_seconds)
+        app.state.key_cache = TtlCache(settings.key_cache_seconds)
+        app.state.job_cache = TtlCache(settings.job_cache_seconds)
         app.state.storage = make_storage(settings)
         app.state.dispatcher = dispatcher or (
             CeleryDispatcher(settings) if settings.broker_url else NullDispatcher()

@@ -23,6 +23,7 @@ class Settings(BaseSettings):
 
     auth: bool = True  # False: every request is tenant "local" (development only)
     key_cache_seconds: float = Field(default=5.0, ge=0)  # API key -> tenant cache; a revocation lags this
+    job_cache_seconds: float = Field(default=1.0, ge=0)  # GET /v1/jobs/{id} bodies may be this old
     max_upload_bytes: int = Field(default=256 * 1024 * 1024, gt=0)
     max_num_samples: int = Field(default=8192, gt=0)
     max_seq_length: int = Field(default=8192, gt=0)

@@ -11,8 +11,6 @@ With one hop per call, a thread never holds a connection while it waits for anyt
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, TypeVar
@@ -21,8 +19,10 @@ import anyio
 import anyio.to_thread
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.api.cache import TtlCache
 from app.errors import Unauthorized
 from app.queue import Dispatcher
 from app.services import keys
@@ -59,6 +59,7 @@ class Database:
         self, sessions: sessionmaker[Session], read_sessions: sessionmaker[Session], *, threads: int = 8
     ) -> None:
         self.sessions, self.read_sessions = sessions, read_sessions
+        self.read_engine: Engine = read_sessions.kw["bind"]
         self.limiter = anyio.CapacityLimiter(threads)
         self.inline_reads = sessions.kw["bind"].dialect.name == "sqlite"
 
@@ -67,40 +68,24 @@ class Database:
             return _in_session(self.read_sessions, fn)
         return await anyio.to_thread.run_sync(_in_session, self.read_sessions, fn, limiter=self.limiter)
 
+    async def query(self, fn: Callable[[Connection], T]) -> T:
+        """Like `read`, on a bare Core connection (no Session): for the hot read paths."""
+        if self.inline_reads:
+            return _on_connection(self.read_engine, fn)
+        return await anyio.to_thread.run_sync(_on_connection, self.read_engine, fn, limiter=self.limiter)
+
     async def write(self, fn: Callable[[Session], T]) -> T:
         return await anyio.to_thread.run_sync(_in_session, self.sessions, fn, limiter=self.limiter)
+
+
+def _on_connection(engine: Engine, fn: Callable[[Connection], T]) -> T:
+    with engine.connect() as conn:
+        return fn(conn)
 
 
 def _in_session(factory: sessionmaker[Session], fn: Callable[[Session], T]) -> T:
     with factory() as session:
         return fn(session)
-
-
-class KeyCache:
-    """API key -> tenant for `ttl` seconds per process, so a burst of requests authenticates without
-    a query each; a revoked key stops working within `ttl` (0 disables the cache)."""
-
-    def __init__(self, ttl: float) -> None:
-        self.ttl = ttl
-        self._entries: dict[str, tuple[Caller, float]] = {}
-        self._lock = threading.Lock()
-
-    def get(self, key_hash: str) -> Caller | None:
-        entry = self._entries.get(key_hash)
-        if entry is None or entry[1] < time.monotonic():
-            return None
-        return entry[0]
-
-    def put(self, key_hash: str, caller: Caller) -> None:
-        if self.ttl <= 0:
-            return
-        with self._lock:
-            if len(self._entries) > 10_000:  # bounded: drop everything expired, else everything
-                now = time.monotonic()
-                self._entries = {k: v for k, v in self._entries.items() if v[1] >= now}
-                if len(self._entries) > 10_000:
-                    self._entries.clear()
-            self._entries[key_hash] = (caller, time.monotonic() + self.ttl)
 
 
 def get_settings(request: Request) -> Settings:
@@ -144,11 +129,20 @@ async def _dispatcher(request: Request) -> Dispatcher:
     return get_dispatcher(request)
 
 
+async def _job_cache(request: Request) -> JobCache:
+    return request.app.state.job_cache
+
+
+# (tenant id, job id) -> (rendered body, ETag) of GET /v1/jobs/{id}
+JobCache = TtlCache[tuple[str, str], tuple[bytes, str]]
+
+
 SettingsDep = Annotated[Settings, Depends(_settings)]
 SessionsDep = Annotated[sessionmaker[Session], Depends(_sessions)]
 DbDep = Annotated[Database, Depends(_database)]
 StorageDep = Annotated[Storage, Depends(_storage)]
 DispatcherDep = Annotated[Dispatcher, Depends(_dispatcher)]
+JobCacheDep = Annotated[JobCache, Depends(_job_cache)]
 
 
 async def get_tenant(
@@ -169,18 +163,13 @@ async def get_tenant(
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("send `Authorization: Bearer <api key>`")
     key = credentials.credentials
-    cache: KeyCache = request.app.state.key_cache
-    key_hash = keys.hash_key(key)
-    caller = cache.get(key_hash)
-    if caller is None:
+    cache: TtlCache[str, Caller] = request.app.state.key_cache
 
-        def authenticate(session: Session) -> Caller:
-            tenant = keys.authenticate(session, key=key)
-            return Caller(tenant.id, tenant.name)
+    def authenticate(session: Session) -> Caller:
+        tenant = keys.authenticate(session, key=key)
+        return Caller(tenant.id, tenant.name)
 
-        caller = await db.read(authenticate)
-        cache.put(key_hash, caller)
-    return caller
+    return await cache.fetch(keys.hash_key(key), lambda: db.read(authenticate))
 
 
 TenantDep = Annotated[Caller, Depends(get_tenant)]

@@ -97,7 +97,17 @@ def test_several_api_processes_share_the_port_and_the_metrics(
     port = helpers.free_port()
     log = root / "api-workers.log"
     proc = helpers.start(
-        [*helpers.PARE, "serve", "--port", str(port), "--no-migrate", "--workers", "2", "--log-level", "warning"],
+        [
+            *helpers.PARE,
+            "serve",
+            "--port",
+            str(port),
+            "--no-migrate",
+            "--workers",
+            "2",
+            "--log-level",
+            "warning",
+        ],
         env=env,
         cwd=root,
         log=log,

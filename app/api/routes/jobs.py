@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from app import schemas
-from app.api.deps import DbDep, DispatcherDep, SessionsDep, SettingsDep, TenantDep
+from app.api.deps import DbDep, DispatcherDep, JobCacheDep, SessionsDep, SettingsDep, TenantDep
 from app.db.models import Job, utcnow
 from app.queue import Dispatcher
 from app.services import idempotency, jobs, webhooks
@@ -116,10 +117,31 @@ async def list_jobs(
     return await db.read(page)
 
 
-@router.get("/{job_id}", response_model=schemas.Job, responses=PROBLEMS)
-async def get_job(job_id: str, tenant: TenantDep, db: DbDep) -> schemas.Job:
-    """One job: status, progress, results, error."""
-    return await db.read(lambda s: jobs.to_resource(jobs.get_job(s, tenant_id=tenant.id, job_id=job_id)))
+@router.get(
+    "/{job_id}",
+    response_model=schemas.Job,
+    responses={**PROBLEMS, 304: {"description": "Unchanged since the ETag sent in If-None-Match"}},
+)
+async def get_job(
+    job_id: str,
+    tenant: TenantDep,
+    db: DbDep,
+    cache: JobCacheDep,
+    if_none_match: Annotated[str | None, Header()] = None,
+) -> Response:
+    """One job: status, progress, results, error. At most PARE_JOB_CACHE_SECONDS (1 s) old; ETag and
+    If-None-Match let pollers skip unchanged bodies."""
+
+    async def load() -> tuple[bytes, str]:
+        resource = await db.query(lambda conn: jobs.read_resource(conn, tenant_id=tenant.id, job_id=job_id))
+        body = resource.model_dump_json().encode()
+        return body, '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+
+    body, etag = await cache.fetch((tenant.id, job_id), load)
+    headers = {"ETag": etag, "Cache-Control": f"private, max-age={int(cache.ttl)}"}
+    if if_none_match == etag:
+        return Response(status_code=304, headers=headers)
+    return Response(body, media_type="application/json", headers=headers)
 
 
 @router.post(
@@ -127,12 +149,15 @@ async def get_job(job_id: str, tenant: TenantDep, db: DbDep) -> schemas.Job:
     response_model=schemas.Job,
     responses={**PROBLEMS, 409: {"model": schemas.Problem, "description": "Already finished"}},
 )
-async def cancel_job(job_id: str, tenant: TenantDep, db: DbDep, settings: SettingsDep) -> schemas.Job:
+async def cancel_job(
+    job_id: str, tenant: TenantDep, db: DbDep, settings: SettingsDep, cache: JobCacheDep
+) -> schemas.Job:
     """Queued jobs are cancelled at once; running ones become `cancelling` until the next block boundary."""
 
     def cancel(session: Session) -> schemas.Job:
         job, terminal = jobs.cancel_job(session, tenant_id=tenant.id, job_id=job_id)
         session.commit()
+        cache.evict((tenant.id, job_id))
         if terminal:
             webhooks.schedule(settings=settings, job_id=job.id)
         return jobs.to_resource(job)
