@@ -136,6 +136,22 @@ def smollm2_memory(results: Results, limit_gb: float = 4.0) -> Bar:
     return Bar(name, req, f"{gb:.2f} GB", _status(gb < limit_gb, result))
 
 
+def api_load(results: Results) -> Bar:
+    """Issue 4's bar, from `python -m bench.api_load` with the service's default settings."""
+    name, req = "API: 200 concurrent GET /v1/jobs/{id}", "no errors, p99 < 100 ms (each topology)"
+    for result in results.get("api_load", []):
+        modes = result.get("modes") or {}
+        if not modes or any(m["server"].get("job_cache_seconds") is not None for m in modes.values()):
+            continue  # an older layout, or a variant run (e.g. the job cache off)
+        measured = "; ".join(
+            f"{mode}: burst p99 {m['burst']['all']['p99_ms']:g} ms, 200 pollers p99 "
+            f"{m['wrk_paced'].get('p99_ms', '-')} ms, errors {m['burst']['all']['errors']}"
+            for mode, m in modes.items()
+        )
+        return Bar(name, req, measured, "PASS" if result.get("pass") else "FAIL")
+    return _missing(name, req)
+
+
 BARS: list[Callable[[Results], Bar]] = [
     lambda r: minilm_quality(r, 0.7, 0.858),
     minilm_ranking,
@@ -145,6 +161,7 @@ BARS: list[Callable[[Results], Bar]] = [
     lambda r: compression_time(r, "minilm", "MiniLM", 0.5, 15.0),
     lambda r: compression_time(r, "smollm2", "SmolLM2-135M", 0.7, 150.0),
     smollm2_memory,
+    api_load,
 ]
 
 

@@ -53,9 +53,10 @@ def test_writes_markdown_and_plots(passing: Path) -> None:
 
 
 def test_every_bar_passes_on_passing_numbers(passing: Path) -> None:
+    _api_load(passing, "api_load", None, 80.0)
     report.generate(passing)
     statuses = _bars((passing / "RESULTS.md").read_text())
-    assert len(statuses) == 8
+    assert len(statuses) == 9
     assert set(statuses.values()) == {"PASS"}, statuses
 
 
@@ -152,3 +153,38 @@ def test_result_files_carry_provenance(passing: Path) -> None:
     record = json.loads((passing / "quality_minilm.json").read_text())
     for key in ("command", "git_commit", "device", "versions", "seeds", "data", "protocol", "timestamp"):
         assert key in record
+
+
+def _api_load(path: Path, name: str, cache: float | None, burst_p99: float) -> None:
+    def mode(p99: float) -> dict:  # type: ignore[type-arg]
+        return {
+            "server": {"job_cache_seconds": cache},
+            "burst": {"all": {"p99_ms": p99, "errors": 0}},
+            "wrk_paced": {"p99_ms": 12.5},
+        }
+
+    modes = {"embedded": mode(burst_p99), "production": mode(burst_p99 / 2)}
+    record = {"suite": "api_load", "pass": burst_p99 < 100, "modes": modes}
+    (path / f"{name}.json").write_text(json.dumps(record))
+
+
+def test_api_load_bar_reads_the_default_run_only(tmp_path: Path) -> None:
+    _api_load(tmp_path, "api_load_nocache", 0.0, 250.0)  # a variant: never the bar's figure
+    bar = {b.name: b for b in check_bars(report.load_results(tmp_path))}[
+        "API: 200 concurrent GET /v1/jobs/{id}"
+    ]
+    assert bar.status == "not measured"
+    _api_load(tmp_path, "api_load", None, 80.0)
+    bar = {b.name: b for b in check_bars(report.load_results(tmp_path))}[
+        "API: 200 concurrent GET /v1/jobs/{id}"
+    ]
+    assert (
+        bar.passed
+        and "embedded: burst p99 80 ms" in bar.measured
+        and "production: burst p99 40 ms" in bar.measured
+    )
+    _api_load(tmp_path, "api_load", None, 180.0)
+    bar = {b.name: b for b in check_bars(report.load_results(tmp_path))}[
+        "API: 200 concurrent GET /v1/jobs/{id}"
+    ]
+    assert bar.status == "FAIL"
