@@ -64,40 +64,6 @@ def _text(n_lines: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def make_tiny_llama(dest: Path) -> Path:
-    """A random 2-layer Llama (hidden 32) with a 300-token byte-level BPE tokenizer."""
-    import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=300,
-        special_tokens=["<eos>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator([_text(20)] * 4, trainer)
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>")
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=256,
-        eos_token_id=tokenizer.eos_token_id,
-        bos_token_id=tokenizer.eos_token_id,
-    )
-    torch.manual_seed(0)
-    LlamaForCausalLM(config).save_pretrained(dest)
-    tokenizer.save_pretrained(dest)
-    return dest
-
-
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -657,6 +623,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown modes: {', '.join(sorted(unknown))}")
 
+    from tests.evaluation.tiny import save_tiny_llama
     from workers.models import place_in_cache
 
     results: dict[str, Any] = {}
@@ -664,7 +631,7 @@ def main(argv: list[str] | None = None) -> int:
         root = Path(tempfile.mkdtemp(prefix=f"pare-api-load-{mode}-"))
         try:
             hf_home = root / "hf"
-            place_in_cache(make_tiny_llama(root / "src" / "tiny-llama"), MODEL_ID, hf_home=hf_home)
+            place_in_cache(save_tiny_llama(root / "src" / "tiny-llama"), MODEL_ID, hf_home=hf_home)
             results[mode] = run_mode(mode, args, root, hf_home)
         finally:
             if not args.keep:

@@ -19,7 +19,6 @@ import anyio
 import anyio.to_thread
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.api.cache import TtlCache
@@ -59,7 +58,6 @@ class Database:
         self, sessions: sessionmaker[Session], read_sessions: sessionmaker[Session], *, threads: int = 8
     ) -> None:
         self.sessions, self.read_sessions = sessions, read_sessions
-        self.read_engine: Engine = read_sessions.kw["bind"]
         self.limiter = anyio.CapacityLimiter(threads)
         self.inline_reads = sessions.kw["bind"].dialect.name == "sqlite"
 
@@ -68,19 +66,8 @@ class Database:
             return _in_session(self.read_sessions, fn)
         return await anyio.to_thread.run_sync(_in_session, self.read_sessions, fn, limiter=self.limiter)
 
-    async def query(self, fn: Callable[[Connection], T]) -> T:
-        """Like `read`, on a bare Core connection (no Session): for the hot read paths."""
-        if self.inline_reads:
-            return _on_connection(self.read_engine, fn)
-        return await anyio.to_thread.run_sync(_on_connection, self.read_engine, fn, limiter=self.limiter)
-
     async def write(self, fn: Callable[[Session], T]) -> T:
         return await anyio.to_thread.run_sync(_in_session, self.sessions, fn, limiter=self.limiter)
-
-
-def _on_connection(engine: Engine, fn: Callable[[Connection], T]) -> T:
-    with engine.connect() as conn:
-        return fn(conn)
 
 
 def _in_session(factory: sessionmaker[Session], fn: Callable[[Session], T]) -> T:
@@ -88,61 +75,41 @@ def _in_session(factory: sessionmaker[Session], fn: Callable[[Session], T]) -> T
         return fn(session)
 
 
-def get_settings(request: Request) -> Settings:
+# Async on purpose: these only read app.state, so FastAPI runs them in the event loop, not in a thread.
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_sessions(request: Request) -> sessionmaker[Session]:
+async def get_sessions(request: Request) -> sessionmaker[Session]:
     return request.app.state.sessions
 
 
-def get_database(request: Request) -> Database:
+async def get_database(request: Request) -> Database:
     return request.app.state.database
 
 
-def get_storage(request: Request) -> Storage:
+async def get_storage(request: Request) -> Storage:
     return request.app.state.storage
 
 
-def get_dispatcher(request: Request) -> Dispatcher:
+async def get_dispatcher(request: Request) -> Dispatcher:
     return request.app.state.dispatcher
-
-
-# Async on purpose: these only read app.state, so they run in the event loop, not in a thread.
-async def _settings(request: Request) -> Settings:
-    return get_settings(request)
-
-
-async def _sessions(request: Request) -> sessionmaker[Session]:
-    return get_sessions(request)
-
-
-async def _database(request: Request) -> Database:
-    return get_database(request)
-
-
-async def _storage(request: Request) -> Storage:
-    return get_storage(request)
-
-
-async def _dispatcher(request: Request) -> Dispatcher:
-    return get_dispatcher(request)
-
-
-async def _job_cache(request: Request) -> JobCache:
-    return request.app.state.job_cache
 
 
 # (tenant id, job id) -> (rendered body, ETag) of GET /v1/jobs/{id}
 JobCache = TtlCache[tuple[str, str], tuple[bytes, str]]
 
 
-SettingsDep = Annotated[Settings, Depends(_settings)]
-SessionsDep = Annotated[sessionmaker[Session], Depends(_sessions)]
-DbDep = Annotated[Database, Depends(_database)]
-StorageDep = Annotated[Storage, Depends(_storage)]
-DispatcherDep = Annotated[Dispatcher, Depends(_dispatcher)]
-JobCacheDep = Annotated[JobCache, Depends(_job_cache)]
+async def get_job_cache(request: Request) -> JobCache:
+    return request.app.state.job_cache
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+SessionsDep = Annotated[sessionmaker[Session], Depends(get_sessions)]
+DbDep = Annotated[Database, Depends(get_database)]
+StorageDep = Annotated[Storage, Depends(get_storage)]
+DispatcherDep = Annotated[Dispatcher, Depends(get_dispatcher)]
+JobCacheDep = Annotated[JobCache, Depends(get_job_cache)]
 
 
 async def get_tenant(

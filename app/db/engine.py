@@ -20,7 +20,8 @@ _engines: dict[tuple[int, str], Engine] = {}
 # Execution option marking a transaction that only reads (GET requests): on SQLite it begins DEFERRED,
 # so readers never take the write lock and run beside each other and beside a writer (WAL).
 READ_ONLY = "pare_read_only"
-# Connections kept per process: the API's thread pool runs up to 40 sync routes at once.
+# Connections kept per process: above the API's database threads (app.api.deps.Database, 8, each
+# holding at most two sessions at once) plus the embedded worker and the reaper.
 POOL_SIZE, MAX_OVERFLOW = 20, 30
 
 

@@ -6,7 +6,7 @@ import hashlib
 import json
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app import schemas
@@ -80,25 +80,6 @@ def create_job(
     session.flush()
     append_event(session, job_id=job.id, type="job.queued", data={"model": request.model.id})
     return job
-
-
-# The columns of the public resource, read with Core (no Session, no identity map) on the hot path.
-_RESOURCE_COLUMNS = [
-    Job.__table__.c[name]
-    for name in (
-        "id", "tenant_id", "status", "attempt", "max_attempts", "request", "resolved", "progress",
-        "results", "error_code", "error_message", "created_at", "started_at", "finished_at",
-    )
-]  # fmt: skip
-
-
-def read_resource(conn: Connection, *, tenant_id: str, job_id: str) -> schemas.Job:
-    """`to_resource(get_job(...))` in one Core query on a bare connection: the same resource, read
-    at a third of the cost (GET /v1/jobs/{id} is what clients poll)."""
-    row = conn.execute(select(*_RESOURCE_COLUMNS).where(Job.id == job_id, Job.tenant_id == tenant_id)).first()
-    if row is None:
-        raise NotFound(f"no job {job_id!r}", field="id")
-    return to_resource(row)  # type: ignore[arg-type] - a Row has the attributes to_resource reads
 
 
 def get_job(session: Session, *, tenant_id: str, job_id: str) -> Job:

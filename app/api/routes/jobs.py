@@ -132,9 +132,12 @@ async def get_job(
     """One job: status, progress, results, error. At most PARE_JOB_CACHE_SECONDS (1 s) old; ETag and
     If-None-Match let pollers skip unchanged bodies."""
 
+    def render(session: Session) -> bytes:
+        job = jobs.get_job(session, tenant_id=tenant.id, job_id=job_id)
+        return jobs.to_resource(job).model_dump_json().encode()
+
     async def load() -> tuple[bytes, str]:
-        resource = await db.query(lambda conn: jobs.read_resource(conn, tenant_id=tenant.id, job_id=job_id))
-        body = resource.model_dump_json().encode()
+        body = await db.read(render)
         return body, '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
 
     body, etag = await cache.fetch((tenant.id, job_id), load)
