@@ -1,4 +1,4 @@
-"""Service-level errors; app.api.problems maps these and workers.errors.PareError to HTTP in one place."""
+"""Service-level errors; app.api.problems maps these and core.errors.PareError to HTTP in one place."""
 
 from __future__ import annotations
 

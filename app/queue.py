@@ -6,11 +6,9 @@ import logging
 from typing import Any, Protocol
 
 from app.settings import Settings
+from core.tasks import REAP, RUN_JOB
 
 log = logging.getLogger(__name__)
-
-RUN_JOB = "pare.run_job"
-REAP = "pare.reap"
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
 
-METHODS = ("id", "svd", "magnitude")
+from core import methods as catalogue
+
 EVAL_TASKS = ("perplexity", "classification", "sts", "latency")
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelling", "cancelled"]
 WebhookEvent = Literal["succeeded", "failed", "cancelled"]
@@ -22,9 +23,28 @@ class ModelRef(Strict):
     revision: str | None = Field(default=None, max_length=100)
 
 
+def _method_names(schema: dict[str, Any]) -> None:
+    schema["enum"] = list(catalogue.names())  # read when the OpenAPI document is built
+
+
 class MethodSpec(Strict):
-    name: Literal["id", "svd", "magnitude"]
-    params: dict[str, Any] = Field(default_factory=dict)
+    """A method of the catalogue (`GET /v1/capabilities` lists them with their parameters)."""
+
+    name: str = Field(json_schema_extra=_method_names, examples=["id"])
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="The method's parameters; validated against its schema at submit."
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        if name not in catalogue.names():
+            raise ValueError(f"unknown method {name!r}; available: {', '.join(catalogue.names())}")
+        return name
+
+    def validated_params(self) -> catalogue.MethodParams:
+        """`params` as the method's parameter model (InvalidSpec with the offending field)."""
+        return catalogue.get(self.name).validate_params(self.params)
 
 
 class TargetSpec(Strict):

@@ -86,7 +86,7 @@ def service_env(hf_home: Path, extra: dict[str, str]) -> dict[str, str]:
 
 
 def pare(*args: str) -> list[str]:
-    return [sys.executable, "-m", "workers.cli", *args]
+    return [sys.executable, "-m", "cli.main", *args]
 
 
 class Production:

@@ -21,8 +21,8 @@ import torch
 
 from bench.common import REPO
 from bench.settings import METHODS, SST2_MODEL_ID, ModelBench, Settings
+from core.errors import PareError
 from workers.data import CalibrationSet, DataSource, build_calibration, default_data_dir
-from workers.errors import PareError
 
 log = logging.getLogger(__name__)
 

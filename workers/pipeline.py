@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core.errors import Cancelled
 from workers.data import DataSource
-from workers.errors import Cancelled
 
 __all__ = ["Cancelled", "EvalTask", "Event", "PipelineConfig", "PipelineResult", "run_pipeline"]
 
@@ -162,16 +162,16 @@ def run_pipeline(
     on_event: Callable[[Event], None] | None = None,
     should_cancel: Callable[[], bool] | None = None,
 ) -> PipelineResult:
-    """Run one compression job end to end; raises Cancelled, or a domain error from workers.errors."""
+    """Run one compression job end to end; raises Cancelled, or a domain error from core.errors."""
     import copy
 
     import torch
 
+    from core.hub import inspect_model, resolve_model
+    from workers.compression.adapters import ModelAdapter
     from workers.compression.artifacts import library_versions, save_compressed
     from workers.compression.engine import CompressionSpec, build_method, compress
-    from workers.compression.adapters import ModelAdapter
     from workers.data import build_calibration
-    from workers.hub import inspect_model, resolve_model
     from workers.models import load_model
 
     timings: dict[str, float] = {}
@@ -292,8 +292,8 @@ def verify_artifact(path: Path, model: Any, batches: list[dict[str, Any]], atol:
     """Reload the artifact and require the same outputs as the in-memory model (fp32)."""
     import torch
 
+    from core.errors import ArtifactMismatch
     from workers.compression.artifacts import load_compressed
-    from workers.errors import ArtifactMismatch
 
     reloaded, _ = load_compressed(path, with_tokenizer=False)
     model.eval()

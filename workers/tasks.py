@@ -38,8 +38,8 @@ from app.services import webhooks
 from app.services.reaper import reap_once
 from app.settings import Settings, get_settings
 from app.storage import Storage, StoredObject, copy_to, make_storage
+from core.errors import PareError
 from workers.data import DataSource
-from workers.errors import PareError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

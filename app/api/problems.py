@@ -13,7 +13,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 
 from app.errors import ServiceError
-from workers.errors import PareError
+from core.errors import PareError
 
 log = logging.getLogger(__name__)
 PROBLEM = "application/problem+json"

@@ -11,8 +11,9 @@ from app.db.models import Dataset
 from app.errors import InvalidRequest
 from app.schemas import EstimateRequest, JobRequest
 from app.settings import Settings
-from workers import hub
-from workers.errors import ModelRefused
+from core import hub
+from core.errors import ModelRefused
+from core.macs import estimate as macs_estimate
 
 DATASET_PREFIX = "ds_"
 
@@ -20,7 +21,7 @@ DATASET_PREFIX = "ds_"
 def inspect_model(*, model_id: str, revision: str | None) -> tuple[hub.ResolvedModel, hub.ModelInfo]:
     """Resolve and inspect a hub id offline; ids that are paths or URLs are refused first."""
     hub.validate_model_id(model_id)
-    resolved = hub.resolve_model(model_id, revision)
+    resolved = hub.resolve_model(model_id, revision, allow_local=False)
     return resolved, hub.inspect_model(resolved)
 
 
@@ -46,6 +47,7 @@ def validate_job_request(
     session: Session, *, tenant_id: str, request: JobRequest, settings: Settings
 ) -> dict[str, Any]:
     """Everything checkable at submit time; returns the facts resolved so far (model revision, type)."""
+    request.method.validated_params()
     cal = request.calibration
     if cal.num_samples > settings.max_num_samples:
         raise InvalidRequest(f"at most {settings.max_num_samples} samples", field="calibration.num_samples")
@@ -69,13 +71,8 @@ def validate_job_request(
 
 def estimate(*, request: EstimateRequest) -> dict[str, Any]:
     """Baseline MACs and parameters and the planned widths for a target, from the config alone."""
+    request.method.validated_params()
     resolved, info = inspect_model(model_id=request.model.id, revision=request.model.revision)
-    try:
-        from workers.compression.macs import estimate as macs_estimate
-    except ImportError as exc:  # the MAC accounting module lands with the engine
-        from app.errors import NotImplementedYet
-
-        raise NotImplementedYet("MAC estimation is not available in this build") from exc
     seq_len = request.target.reference_seq_len or 128
     result = macs_estimate(info.config, request.target.mac_ratio, seq_len)
     return {

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 import torch
 
+from core.errors import InvalidCalibrationData, InvalidSpec
 from workers.data import build_calibration
-from workers.errors import InvalidCalibrationData, InvalidSpec
 
 LONG_DOC = " ".join(["the quick brown fox jumps over the lazy dog"] * 30)
 

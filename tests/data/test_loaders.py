@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from core.errors import InvalidCalibrationData
 from workers.data import DataSource, load_records, load_table, load_text, load_texts
-from workers.errors import InvalidCalibrationData
 
 
 def test_txt_one_document_per_line_blank_lines_dropped(tmp_path: Path) -> None:

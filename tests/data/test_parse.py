@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from core.errors import InvalidCalibrationData
 from workers.data import DataSource
-from workers.errors import InvalidCalibrationData
 
 
 def test_plain_path_and_inline_columns(tmp_path: Path) -> None:

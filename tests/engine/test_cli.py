@@ -15,7 +15,7 @@ CONTRACT_KEYS = {"mac_ratio", "mac_ratio_model", "params_before", "params_after"
 
 
 def pare(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "workers.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "cli.main", *args], capture_output=True, text=True,
                           cwd=cwd, timeout=600)
 
 
@@ -52,8 +52,10 @@ def test_compress_prints_the_contract_json_last(llama_model: Path, corpus: Path,
 
 def test_bad_input_gets_one_clear_line_and_exit_2(llama_model: Path, corpus: Path, tmp_path: Path) -> None:
     cases = [
-        (["--mac-target", "1.5"], "mac_target"),
+        (["--mac-target", "1.5"], "--mac-target"),
         (["--mac-target", "0.5", "--param", "bogus=1"], "bogus"),
+        (["--mac-target", "0.5", "--param", "damping=NaN"], "damping"),
+        (["--mac-target", "0.5", "--param", "allocation=sideways"], "allocation"),
     ]
     for extra, needle in cases:
         proc = pare("compress", "--model", str(llama_model), "--method", "id", "--calibration", str(corpus),
@@ -64,3 +66,12 @@ def test_bad_input_gets_one_clear_line_and_exit_2(llama_model: Path, corpus: Pat
                 "--calibration", str(tmp_path / "missing.txt"), "--out", str(tmp_path / "y"), cwd=tmp_path)
     assert proc.returncode == 2 and "missing.txt" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_arguments_are_checked_before_any_model_is_loaded(tmp_path: Path) -> None:
+    """A bad parameter is reported even when the model and data do not exist: nothing was loaded."""
+    proc = pare("compress", "--model", str(tmp_path / "no-model"), "--method", "svd", "--mac-target", "0.5",
+                "--calibration", str(tmp_path / "no-data.txt"), "--param", "activation_aware=maybe",
+                "--out", str(tmp_path / "x"), cwd=tmp_path)
+    assert proc.returncode == 2 and "activation_aware" in proc.stderr, proc.stderr
+    assert "no-model" not in proc.stderr and "Traceback" not in proc.stderr

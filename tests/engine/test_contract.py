@@ -13,12 +13,12 @@ from typing import Any, ClassVar
 import pytest
 import torch
 
+from core.macs import dense_shape
 from tests.engine.tiny import batches, tiny_model
-from workers.compression.artifacts import load_compressed, save_compressed
 from workers.compression.adapters import ModelAdapter
+from workers.compression.artifacts import load_compressed, save_compressed
 from workers.compression.calibration import Calibrator
 from workers.compression.engine import CompressionSpec, build_method, compress
-from workers.compression.macs import dense_shape
 
 METHODS = ("id", "svd", "magnitude")
 L = 16

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from workers.compression.macs import (
+from core.macs import (
     BlockShape,
     Geometry,
     block_macs,

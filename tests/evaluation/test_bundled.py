@@ -29,7 +29,7 @@ def one_thread() -> Iterator[None]:
 
 
 def test_bundled_models_resolve_by_hub_id(bundled: list[str]) -> None:
-    from workers.hub import inspect_model, resolve_model
+    from core.hub import inspect_model, resolve_model
 
     assert bundled == [MINILM_ID, SMOLLM2_ID]
     info = inspect_model(resolve_model(SMOLLM2_ID))

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from core.errors import ModelNotFound
+from core.hub import resolve_model
 from workers import models
-from workers.errors import ModelNotFound
-from workers.hub import resolve_model
 from workers.models import cached_revision, content_sha, import_bundled, load_model, place_in_cache
 
 

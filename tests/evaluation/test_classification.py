@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 import torch
 
+from core.errors import InvalidCalibrationData, InvalidSpec
 from workers.data import DataSource
-from workers.errors import InvalidCalibrationData, InvalidSpec
 from workers.evaluation import run_task
 from workers.evaluation.classification import macro_f1
 from workers.models import load_model

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from workers.cli import main
-from workers.commands.evaluate import TASK_NAMES
+from cli.commands.evaluate import TASK_NAMES
+from cli.main import main
 from workers.evaluation import TASKS
 
 

@@ -1,4 +1,4 @@
-"""workers.hub: id validation, offline resolution and the trust rules (no torch needed)."""
+"""core.hub: id validation, offline resolution and the trust rules (no torch needed)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from workers.errors import ModelNotFound, ModelRefused, UnsupportedArchitecture
-from workers.hub import SUPPORTED_MODEL_TYPES, ResolvedModel, inspect_model, resolve_model, validate_model_id
+from core.archs import SUPPORTED_MODEL_TYPES
+from core.errors import ModelNotFound, ModelRefused, UnsupportedArchitecture
+from core.hub import ResolvedModel, inspect_model, resolve_model, validate_model_id
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -59,7 +60,7 @@ def test_invalid_ids_are_refused_on_the_id_field(model_id: str) -> None:
 
 
 def test_hub_module_and_data_module_import_without_torch() -> None:
-    code = "import sys, workers.hub, workers.data; assert 'torch' not in sys.modules, 'torch imported'"
+    code = "import sys, core.hub, workers.data; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
 
 

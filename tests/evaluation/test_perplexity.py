@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import torch
 
+from core.errors import InvalidCalibrationData, InvalidSpec
 from workers.data import DataSource
-from workers.errors import InvalidCalibrationData, InvalidSpec
 from workers.evaluation import TASKS, run_task
 from workers.evaluation.perplexity import window_plan
 from workers.models import load_model

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 import torch
 
+from core.errors import InvalidCalibrationData
 from tests.evaluation.tiny import CORPUS
 from workers.data import DataSource
-from workers.errors import InvalidCalibrationData
 from workers.evaluation import run_task
 from workers.models import load_model
 

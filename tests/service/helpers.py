@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 
 REPO = Path(__file__).resolve().parents[2]
-PARE = [sys.executable, "-c", "from workers.cli import main; main()"]
+PARE = [sys.executable, "-c", "from cli.main import main; main()"]
 TINY_BERT = "pare-test/tiny-bert"
 AUTO_MAP = "pare-test/auto-map"
 PICKLE_ONLY = "pare-test/pickle-only"

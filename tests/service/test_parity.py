@@ -4,7 +4,7 @@ same achieved MAC ratio and the same metrics.
 One tiny random Llama is placed in a temporary HF cache under a hub id. `pare serve` runs in embedded
 mode (SQLite, in-process worker) as a subprocess; a calibration text and a perplexity text are
 uploaded through the API and a job is submitted over HTTP with explicit num_samples, max_seq_length,
-seed and evaluation options. Then `python -m workers.cli compress --json` runs the same settings on
+seed and evaluation options. Then `python -m cli.main compress --json` runs the same settings on
 the same local files, with the same environment (device, threads, HF cache).
 """
 
@@ -109,7 +109,7 @@ def _run_api_job(url: str, key: str, calib: Path, evaltext: Path, log: Path) -> 
 
 def _run_cli(env: dict[str, str], calib: Path, evaltext: Path, out: Path, cwd: Path) -> dict:  # type: ignore[type-arg]
     cmd = [
-        sys.executable, "-m", "workers.cli", "compress",
+        sys.executable, "-m", "cli.main", "compress",
         "--model", TINY_LLAMA,
         "--method", "id",
         "--mac-target", str(MAC_RATIO),

@@ -3,5 +3,5 @@
     from workers.compression.engine import CompressionSpec, compress
     from workers.compression.artifacts import save_compressed, load_compressed
 
-Submodules are imported explicitly so that `workers.compression.macs` stays torch-free.
+Submodules are imported explicitly so that `core.macs` stays torch-free.
 """

@@ -1,9 +1,8 @@
 """Architecture adapters: where each family keeps its blocks, Linears and head counts.
 
-Per-architecture differences are data (`ArchSpec`) in an explicit registry keyed by
-`config.model_type`; an unknown type raises `UnsupportedArchitecture` listing the supported
-ones. The engine only ever talks to a block through the names of `macs.py`: q, k, v (or the
-fused qkv of GPT-2), o, gate, up, down.
+The facts per architecture are data (`core.archs.ArchSpec`, one registry keyed by
+`config.model_type`); this module applies them to a live torch model. The engine only ever talks
+to a block through the names of `core.macs`: q, k, v (or the fused qkv of GPT-2), o, gate, up, down.
 
 Every block Linear is an `nn.Linear` after `prepare()` (GPT-2's Conv1D is transposed into
 one), or a factorised `nn.Sequential(Linear(n→r, no bias), Linear(r→m))`.
@@ -11,127 +10,14 @@ one), or a factorised `nn.Sequential(Linear(n→r, no bias), Linear(r→m))`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from workers.compression.macs import BlockShape, Geometry
-from workers.errors import UnsupportedArchitecture
-
-HeadAttrs = Callable[[int, int, int], dict[str, int]]  # (heads, kv_heads, head_dim) -> attributes
-
-
-@dataclass(frozen=True)
-class ArchSpec:
-    layers: str  # path of the block list, relative to model.base_model
-    linears: dict[str, str]  # macs name -> path relative to the block
-    attention: str  # path of the module whose attributes carry head counts
-    head_attrs: HeadAttrs
-
-    @property
-    def attention_inputs(self) -> tuple[str, ...]:
-        """Producers of the attention (fed by the block input)."""
-        return ("qkv",) if "qkv" in self.linears else ("q", "k", "v")
-
-    @property
-    def ffn_producers(self) -> tuple[str, ...]:
-        return ("gate", "up") if "gate" in self.linears else ("up",)
-
-
-def _bert_attrs(h: int, kv: int, dh: int) -> dict[str, int]:
-    return {"num_attention_heads": h, "all_head_size": h * dh}
-
-
-def _gpt2_attrs(h: int, kv: int, dh: int) -> dict[str, int]:
-    return {"num_heads": h, "split_size": h * dh, "embed_dim": h * dh}
-
-
-def _opt_attrs(h: int, kv: int, dh: int) -> dict[str, int]:
-    return {"num_heads": h}
-
-
-def _distilbert_attrs(h: int, kv: int, dh: int) -> dict[str, int]:
-    return {"n_heads": h}
-
-
-def _llama_attrs(h: int, kv: int, dh: int) -> dict[str, int]:
-    return {"num_key_value_groups": h // kv}
-
-
-_BERT = ArchSpec(
-    layers="encoder.layer",
-    linears={
-        "q": "attention.self.query",
-        "k": "attention.self.key",
-        "v": "attention.self.value",
-        "o": "attention.output.dense",
-        "up": "intermediate.dense",
-        "down": "output.dense",
-    },
-    attention="attention.self",
-    head_attrs=_bert_attrs,
-)
-_LLAMA = ArchSpec(
-    layers="layers",
-    linears={
-        "q": "self_attn.q_proj",
-        "k": "self_attn.k_proj",
-        "v": "self_attn.v_proj",
-        "o": "self_attn.o_proj",
-        "gate": "mlp.gate_proj",
-        "up": "mlp.up_proj",
-        "down": "mlp.down_proj",
-    },
-    attention="self_attn",
-    head_attrs=_llama_attrs,
-)
-
-REGISTRY: dict[str, ArchSpec] = {
-    "bert": _BERT,
-    "roberta": _BERT,
-    "distilbert": ArchSpec(
-        layers="transformer.layer",
-        linears={
-            "q": "attention.q_lin",
-            "k": "attention.k_lin",
-            "v": "attention.v_lin",
-            "o": "attention.out_lin",
-            "up": "ffn.lin1",
-            "down": "ffn.lin2",
-        },
-        attention="attention",
-        head_attrs=_distilbert_attrs,
-    ),
-    "gpt2": ArchSpec(
-        layers="h",
-        linears={"qkv": "attn.c_attn", "o": "attn.c_proj", "up": "mlp.c_fc", "down": "mlp.c_proj"},
-        attention="attn",
-        head_attrs=_gpt2_attrs,
-    ),
-    "opt": ArchSpec(
-        layers="decoder.layers",
-        linears={
-            "q": "self_attn.q_proj",
-            "k": "self_attn.k_proj",
-            "v": "self_attn.v_proj",
-            "o": "self_attn.out_proj",
-            "up": "fc1",
-            "down": "fc2",
-        },
-        attention="self_attn",
-        head_attrs=_opt_attrs,
-    ),
-    "llama": _LLAMA,
-    "mistral": _LLAMA,
-    "qwen2": _LLAMA,
-}
-
-
-def supported_model_types() -> tuple[str, ...]:
-    return tuple(REGISTRY)
+from core.archs import ArchSpec, get_spec
+from core.errors import UnsupportedArchitecture
+from core.macs import BlockShape, Geometry
 
 
 def set_module(root: nn.Module, path: str, module: nn.Module) -> None:
@@ -154,17 +40,12 @@ class ModelAdapter:
 
     def __init__(self, model: nn.Module) -> None:
         config = model.config
-        spec = REGISTRY.get(config.model_type)
-        if spec is None:
-            raise UnsupportedArchitecture(
-                f"model_type {config.model_type!r} is not supported; supported: {', '.join(REGISTRY)}"
-            )
         self.model = model
-        self.spec = spec
+        self.spec: ArchSpec = get_spec(config.model_type)
         self.geometry = Geometry.from_config(config.to_dict())
         base = model.base_model
         self.base_prefix = _prefix_of(model, base)
-        self.layers_path = f"{self.base_prefix}{spec.layers}"
+        self.layers_path = f"{self.base_prefix}{self.spec.layers}"
 
     @property
     def layers(self) -> nn.ModuleList:

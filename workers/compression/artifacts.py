@@ -22,8 +22,8 @@ import transformers
 from safetensors.torch import load_model, save_model
 from torch import nn
 
+from core.errors import ModelRefused
 from workers.compression.adapters import ModelAdapter, build_linear, set_module
-from workers.errors import ModelRefused
 
 FORMAT = "pare.compressed/1"
 MANIFEST = "compression.json"

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from workers.errors import BudgetInfeasible
+from core.errors import BudgetInfeasible
 
 
 @dataclass(frozen=True)

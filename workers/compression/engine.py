@@ -17,14 +17,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from pydantic import ValidationError
 from torch import nn
 
+from core import methods as catalogue
+from core.errors import BudgetInfeasible, Cancelled, InvalidSpec
+from core.macs import block_macs, head_macs
 from workers.compression.adapters import ModelAdapter
 from workers.compression.calibration import BlockInputs, BlockStats, Calibrator, move_except_layers, on_device
-from workers.compression.macs import block_macs, head_macs
 from workers.compression.methods import Method, get_method
-from workers.errors import BudgetInfeasible, Cancelled, InvalidSpec
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +45,8 @@ def build_method(spec: CompressionSpec, adapter: ModelAdapter) -> Method:
         raise InvalidSpec(f"mac_target must be in (0, 1], got {spec.mac_target}", field="target.mac_ratio")
     if spec.reference_seq_len < 1:
         raise InvalidSpec("reference_seq_len must be positive", field="target.reference_seq_len")
-    cls = get_method(spec.method)
-    try:
-        params = cls.Params(**spec.params)
-    except ValidationError as exc:
-        raise InvalidSpec(f"invalid parameters for method {spec.method!r}: {exc}", field="method.params") from exc
-    return cls(params, adapter, spec.reference_seq_len)
+    params = catalogue.get(spec.method).validate_params(spec.params)
+    return get_method(spec.method)(params, adapter, spec.reference_seq_len)
 
 
 def measure(adapter: ModelAdapter, seq_len: int) -> dict[str, int]:

@@ -14,8 +14,8 @@ from typing import Any
 
 import torch
 
+from core.errors import InvalidSpec
 from workers.data import DataSource
-from workers.errors import InvalidSpec
 from workers.evaluation.base import TaskResult, resolve_device
 from workers.evaluation.classification import evaluate_classification
 from workers.evaluation.latency import compare_latency, evaluate_latency

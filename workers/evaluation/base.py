@@ -11,8 +11,8 @@ from typing import Any, TypeVar
 import torch
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from core.errors import InvalidSpec
 from workers.data import pad_id
-from workers.errors import InvalidSpec
 
 Options = TypeVar("Options", bound="TaskOptions")
 

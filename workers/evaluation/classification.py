@@ -12,8 +12,8 @@ from typing import Any
 import torch
 from pydantic import Field
 
+from core.errors import InvalidCalibrationData, InvalidSpec
 from workers.data import DataSource, file_sha256, load_table, require_column, text_column
-from workers.errors import InvalidCalibrationData, InvalidSpec
 from workers.evaluation.base import (
     TaskOptions,
     TaskResult,

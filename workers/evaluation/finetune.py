@@ -22,10 +22,10 @@ from typing import Any
 
 import torch
 
+from core.hub import resolve_model
 from workers.data import DataSource, default_data_dir, file_sha256, load_table, require_column
 from workers.evaluation.base import encode, torch_threads
 from workers.evaluation.classification import _labels
-from workers.hub import resolve_model
 from workers.models import MINILM_ID, cached_revision, place_in_cache
 
 log = logging.getLogger(__name__)

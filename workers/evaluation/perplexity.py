@@ -26,8 +26,8 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
+from core.errors import InvalidCalibrationData, InvalidSpec
 from workers.data import DataSource, file_sha256, load_text
-from workers.errors import InvalidCalibrationData, InvalidSpec
 from workers.evaluation.base import TaskOptions, TaskResult, model_device
 
 

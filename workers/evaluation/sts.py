@@ -21,8 +21,8 @@ import torch.nn.functional as F
 from pydantic import Field
 from scipy.stats import spearmanr
 
+from core.errors import InvalidCalibrationData, InvalidSpec
 from workers.data import DataSource, file_sha256, load_table, require_column
-from workers.errors import InvalidCalibrationData, InvalidSpec
 from workers.evaluation.base import (
     TaskOptions,
     TaskResult,

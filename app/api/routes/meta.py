@@ -13,7 +13,8 @@ from app.api import metrics
 from app.api.deps import DbDep, DispatcherDep, SettingsDep, TenantDep
 from app.api.problems import problem
 from app.services import jobs, validation
-from workers import hub
+from core import archs
+from core import methods as catalogue
 
 router = APIRouter()
 
@@ -34,12 +35,8 @@ async def capabilities(settings: SettingsDep) -> dict[str, Any]:
     """What this service can do: methods, model types, evaluation tasks, limits."""
     return {
         "object": "capabilities",
-        "methods": [
-            {"id": "id", "description": "interpolative decomposition: keeps heads/neurons, rewires the rest"},
-            {"id": "svd", "description": "low-rank factorisation of the block's Linear maps"},
-            {"id": "magnitude", "description": "structured pruning by weight magnitude (baseline)"},
-        ],
-        "model_types": list(hub.SUPPORTED_MODEL_TYPES),
+        "methods": [info.describe() for info in catalogue.entries()],
+        "model_types": list(archs.SUPPORTED_MODEL_TYPES),
         "evaluation_tasks": list(schemas.EVAL_TASKS),
         "dataset_formats": ["txt", "jsonl", "csv", "tsv", "parquet"],
         "limits": {

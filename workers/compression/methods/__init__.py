@@ -1,25 +1,27 @@
-"""Compression methods, chosen by name. Adding a method is one module and one line here."""
+"""Compression methods, looked up by name in the catalogue (`core.methods`).
+
+The catalogue names each method's implementation as "module:Class"; it is imported here, on
+first use, so the API (which reads the same catalogue) never imports torch.
+"""
 
 from __future__ import annotations
 
-from workers.compression.methods.base import Method, MethodParams
-from workers.compression.methods.id import InterpolativeMethod
-from workers.compression.methods.magnitude import MagnitudeMethod
-from workers.compression.methods.svd import SVDMethod
-from workers.errors import InvalidSpec
+import importlib
 
-METHODS: dict[str, type[Method]] = {
-    "id": InterpolativeMethod,
-    "svd": SVDMethod,
-    "magnitude": MagnitudeMethod,
-}
+from core import methods as catalogue
+from core.errors import InvalidSpec
+from workers.compression.methods.base import Method, MethodParams
 
 
 def get_method(name: str) -> type[Method]:
-    try:
-        return METHODS[name]
-    except KeyError:
-        raise InvalidSpec(f"unknown method {name!r}; available: {', '.join(METHODS)}", field="method") from None
+    """The `Method` subclass registered under `name` (InvalidSpec for an unknown name)."""
+    implementation = catalogue.get(name).implementation
+    if isinstance(implementation, str):
+        module_name, _, attr = implementation.partition(":")
+        implementation = getattr(importlib.import_module(module_name), attr)
+    if not (isinstance(implementation, type) and issubclass(implementation, Method)):
+        raise InvalidSpec(f"method {name!r} is registered with an implementation that is not a Method")
+    return implementation
 
 
-__all__ = ["METHODS", "Method", "MethodParams", "get_method"]
+__all__ = ["Method", "MethodParams", "get_method"]

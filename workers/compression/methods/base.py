@@ -18,21 +18,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict
 from torch import nn
 
+from core.macs import BlockShape
+from core.methods import MethodParams
 from workers.compression.adapters import ModelAdapter
 from workers.compression.calibration import BlockStats
-from workers.compression.macs import BlockShape
-
-
-class MethodParams(BaseModel):
-    """Parameters of a method: validated, versioned, unknown keys refused."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    version: int = 1
-    staged: bool = True
-    damping: float = 1e-2
 
 
 class Method(ABC):

@@ -16,13 +16,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from core.methods import IDParams
 from workers.compression import budget, interpolative
 from workers.compression.calibration import BlockStats
-from workers.compression.methods.structured import StructuredMethod, StructuredParams
-
-
-class IDParams(StructuredParams):
-    damping: float = 1e-2  # ridge, relative to the mean diagonal of the scaled Gram
+from workers.compression.methods.structured import StructuredMethod
 
 
 class InterpolativeMethod(StructuredMethod):

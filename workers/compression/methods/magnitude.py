@@ -6,19 +6,16 @@ what the interpolation correction buys.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from core.methods import MagnitudeParams
 from workers.compression import budget
 from workers.compression.calibration import BlockStats
-from workers.compression.methods.structured import StructuredMethod, StructuredParams
-
-
-class MagnitudeParams(StructuredParams):
-    allocation: Literal["auto", "global", "uniform"] = "uniform"  # data-free default
+from workers.compression.methods.structured import StructuredMethod
 
 
 class MagnitudeMethod(StructuredMethod):

@@ -12,27 +12,17 @@ correction; magnitude: plain column slicing).
 from __future__ import annotations
 
 from abc import abstractmethod
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
-from pydantic import Field
 from torch import nn
 
+from core.macs import BlockShape, block_macs, dense_shape, uniform_shape
+from core.methods import StructuredParams
 from workers.compression import budget
 from workers.compression.calibration import BlockStats
-from workers.compression.macs import BlockShape, block_macs, dense_shape, uniform_shape
-from workers.compression.methods.base import Method, MethodParams
-
-
-class StructuredParams(MethodParams):
-    # auto: global for bidirectional encoders, uniform for causal decoders, whose massive
-    # activations make energy-normalised error signals misleading (measured: README, bench/).
-    allocation: Literal["auto", "global", "uniform"] = "auto"
-    prune_heads: bool = True
-    # Global allocation keeps at least this fraction of each component's units in every block:
-    # layers with massive activations look almost lossless to the normalised error signal.
-    min_keep: float = Field(default=0.1, ge=0.0, le=1.0)
+from workers.compression.methods.base import Method
 
 
 class StructuredMethod(Method):

@@ -9,25 +9,20 @@ rank would reach m·n/(m+n) stays dense (factorising it would cost more than it 
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from torch import nn
 
+from core.macs import BlockShape, block_macs, dense_shape, max_useful_rank
+from core.methods import SVDParams
 from workers.compression import budget, lowrank
 from workers.compression.adapters import linear_dims
 from workers.compression.calibration import BlockStats
-from workers.compression.macs import BlockShape, block_macs, dense_shape, max_useful_rank
-from workers.compression.methods.base import Method, MethodParams
+from workers.compression.methods.base import Method
 
 # Linears that read the same input share one Gram.
 _INPUT_OF = {"q": "q", "k": "q", "v": "q", "qkv": "qkv", "o": "o", "gate": "up", "up": "up", "down": "down"}
-
-
-class SVDParams(MethodParams):
-    activation_aware: bool = True
-    damping: float = 1e-3
-    allocation: Literal["global", "uniform"] = "global"
 
 
 class SVDMethod(Method):

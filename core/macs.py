@@ -21,6 +21,9 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from core.archs import get_spec, is_causal
+from core.errors import ModelRefused
+
 # Names of a block's Linear maps. Fused GPT-2 attention uses "qkv" in place of q, k, v.
 ATTENTION_LINEARS = ("q", "k", "v", "qkv", "o")
 FFN_LINEARS = ("gate", "up", "down")
@@ -50,7 +53,8 @@ class Geometry:
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Geometry:
         """Read a config dict (config.json or PretrainedConfig.to_dict())."""
-        mt = config.get("model_type", "")
+        mt = str(config.get("model_type", ""))
+        spec = get_spec(mt, field="model.id")
         get = config.get
         hidden = get("hidden_size") or get("n_embd") or get("dim") or get("d_model")
         heads = get("num_attention_heads") or get("n_head") or get("n_heads")
@@ -59,10 +63,10 @@ class Geometry:
         if mt == "gpt2" and not inter:
             inter = 4 * hidden
         if not (hidden and heads and layers and inter):
-            raise ValueError(f"config of model_type {mt!r} lacks hidden size, heads, layers or FFN width")
-        archs = get("architectures") or []
-        causal = any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs)
-        seqcls = any(a.endswith("ForSequenceClassification") for a in archs)
+            raise ModelRefused(
+                f"config of model_type {mt!r} lacks hidden size, heads, layers or FFN width", field="model.id"
+            )
+        seqcls = any(a.endswith("ForSequenceClassification") for a in get("architectures") or [])
         return cls(
             model_type=mt,
             num_layers=int(layers),
@@ -71,10 +75,10 @@ class Geometry:
             kv_heads=int(get("num_key_value_heads") or heads),
             head_dim=int(get("head_dim") or hidden // heads),
             intermediate=int(inter),
-            gated=mt in ("llama", "mistral", "qwen2"),
-            fused_qkv=mt == "gpt2",
+            gated=spec.gated,
+            fused_qkv=spec.fused_qkv,
             vocab=int(get("vocab_size") or 0),
-            lm_head=causal,
+            lm_head=is_causal(config),
             num_labels=len(get("id2label") or {}) if seqcls else 0,
         )
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from workers.commands.evaluate import domain_errors
+from cli.commands.evaluate import domain_errors
 
 
 @click.group("models")
@@ -38,7 +38,7 @@ def import_bundled_command(hf_home: Path | None) -> None:
 @domain_errors
 def inspect_command(model: str, revision: str | None) -> None:
     """Resolve MODEL offline and print what Pare sees in its config (JSON)."""
-    from workers.hub import inspect_model, resolve_model
+    from core.hub import inspect_model, resolve_model
 
     resolved = resolve_model(model, revision)
     info = inspect_model(resolved)

@@ -1,6 +1,6 @@
 """`pare compress`: one compression job from the command line, the same pipeline as a worker's.
 
-    pare compress --model MODEL --method {id,svd,magnitude} --mac-target 0.5 \\
+    pare compress --model MODEL --method METHOD --mac-target 0.5 \\
       --calibration PATH [--num-samples 128] [--seq-len 128] [--reference-seq-len L] \\
       [--eval TASK:PATH ...] [--device auto|cpu|cuda] [--seed 0] --out DIR [--json]
 
@@ -16,8 +16,10 @@ from typing import Any
 
 import click
 
-from workers.commands.evaluate import domain_errors
-from workers.errors import InvalidSpec
+from cli.commands.evaluate import domain_errors
+from cli.options import MAC_TARGET, POSITIVE, MethodChoice
+from core import methods as catalogue
+from core.errors import InvalidSpec
 
 
 def _value(text: str) -> Any:
@@ -79,12 +81,12 @@ class _Bar:
 @click.command("compress")
 @click.option("--model", required=True, help="Hub id (resolved through the HF cache) or a local directory.")
 @click.option("--revision", default=None, help="Hub revision (branch, tag or commit sha).")
-@click.option("--method", type=click.Choice(["id", "svd", "magnitude"]), required=True)
-@click.option("--mac-target", type=float, required=True, help="Fraction of block MACs to keep, in (0, 1].")
+@click.option("--method", type=MethodChoice(), required=True, help="A method of the catalogue.")
+@click.option("--mac-target", type=MAC_TARGET, required=True, help="Fraction of block MACs to keep, in (0, 1].")
 @click.option("--calibration", required=True, help="PATH, PATH:column, or hf:ORG/NAME[:CONFIG][@SPLIT][#COL].")
-@click.option("--num-samples", type=int, default=128, show_default=True)
-@click.option("--seq-len", type=int, default=128, show_default=True, help="Calibration max_seq_length.")
-@click.option("--reference-seq-len", type=int, default=None, help="L of the MAC formulas [default: --seq-len].")
+@click.option("--num-samples", type=POSITIVE, default=128, show_default=True)
+@click.option("--seq-len", type=POSITIVE, default=128, show_default=True, help="Calibration max_seq_length.")
+@click.option("--reference-seq-len", type=POSITIVE, default=None, help="L of the MAC formulas [default: --seq-len].")
 @click.option("--param", "params", multiple=True, help="Method parameter KEY=VALUE (repeatable).")
 @click.option("--eval", "evals", multiple=True, help="TASK:PATH (repeatable); latency needs no PATH.")
 @click.option("--eval-opt", "eval_opts", multiple=True, help="TASK.KEY=VALUE, e.g. perplexity.max_tokens=16384.")
@@ -102,9 +104,11 @@ def compress_command(
     from workers.data import DataSource
     from workers.pipeline import PipelineConfig, run_pipeline
 
+    method_params = parse_assignments(params, "--param")
+    catalogue.get(method).validate_params(method_params, field_prefix="--param")  # before loading anything
     config = PipelineConfig(
         model=model, revision=revision, method=method, mac_target=mac_target,
-        method_params=parse_assignments(params, "--param"),
+        method_params=method_params,
         calibration=DataSource.parse(calibration), out_dir=out, num_samples=num_samples,
         max_seq_length=seq_len, reference_seq_len=reference_seq_len, seed=seed,
         evaluation=parse_eval(evals, eval_opts), device=device,

@@ -15,6 +15,8 @@ from typing import Any
 
 import click
 
+from cli.options import MAC_TARGET, MethodChoice
+
 DEFAULT_API_URL = "http://127.0.0.1:8000"
 LOCAL_KEY_FILE = Path("var/api-key")
 
@@ -264,8 +266,8 @@ def _upload(client: Any, path: Path) -> str:
 )
 @click.option("--model", help="Hub id, e.g. sentence-transformers/all-MiniLM-L6-v2.")
 @click.option("--revision")
-@click.option("--method", type=click.Choice(["id", "svd", "magnitude"]), default="id", show_default=True)
-@click.option("--mac-ratio", type=float, help="Kept fraction of block MACs, in (0, 1].")
+@click.option("--method", type=MethodChoice(), default="id", show_default=True)
+@click.option("--mac-ratio", type=MAC_TARGET, help="Kept fraction of block MACs, in (0, 1].")
 @click.option("--calibration", help="A dataset id, a hub dataset id, or a local file (uploaded first).")
 @click.option("--text-column")
 @click.option("--num-samples", type=int, default=128, show_default=True)

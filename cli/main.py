@@ -1,4 +1,4 @@
-"""The `pare` command line: one click group, commands contributed by workers.commands.*.
+"""The `pare` command line: one click group, commands contributed by cli.commands.*.
 
 Command modules import torch lazily (inside the command body) so `pare serve` and the
 client commands start fast and never touch CUDA before a worker forks.
@@ -10,7 +10,7 @@ import logging
 
 import click
 
-from workers.commands import compress, evaluate, models, service
+from cli.commands import compress, evaluate, models, service
 
 
 @click.group()

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import click
 
-from workers.errors import PareError
+from core.errors import PareError
 
 F = TypeVar("F", bound=Callable[..., Any])
 

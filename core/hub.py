@@ -1,7 +1,8 @@
 """Model references: validate a hub id, resolve it offline through the HF cache, inspect its config.
 
 Torch-free on purpose: the API process imports this module to refuse bad submissions early, so it
-uses only `json` and `huggingface_hub` (no torch, no transformers).
+uses only the standard library (the cache layout is read directly: no torch, no transformers, no
+huggingface_hub).
 
 Trust rules, applied before any weight is read:
 - ids follow the Hub's naming rules and can never be a path or a URL (`validate_model_id`);
@@ -22,14 +23,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from workers.errors import ModelNotFound, ModelRefused, UnsupportedArchitecture
+from core.archs import get_spec
+from core.errors import ModelNotFound, ModelRefused
 
 log = logging.getLogger(__name__)
 
-SUPPORTED_MODEL_TYPES = ("bert", "roberta", "distilbert", "gpt2", "opt", "llama", "mistral", "qwen2")
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 MAX_ID_LENGTH = 96
+MAX_REVISION_LENGTH = 100
 _ID_PART = re.compile(r"^[A-Za-z0-9._-]+$")
+_SHA = re.compile(r"^[0-9a-f]{40}$")
+_REF_FORBIDDEN = re.compile(r"[\s~^:?*\[\\]")
 IMPORT_HINT = "run `pare models import-bundled` to place the bundled models in the cache"
 
 
@@ -111,46 +115,91 @@ def _config_sha256(path: Path) -> str:
     return hashlib.sha256(config.read_bytes()).hexdigest() if config.is_file() else ""
 
 
-def resolve_model(model: str, revision: str | None = None) -> ResolvedModel:
-    """Find a model offline: an existing local directory, or a hub id already in the HF cache.
+def validate_revision(revision: str) -> str:
+    """A commit sha or a branch/tag name by git's ref rules (git check-ref-format), never a path.
 
-    Hub ids go through `huggingface_hub.snapshot_download(local_files_only=True)` against
-    `hub_cache_dir()`, so nothing is ever downloaded here; `revision` may be a branch or a sha.
+    Raises ModelRefused(field="model.revision"): no '..', no leading or trailing '/', no empty or
+    dot-led component, no control characters, none of `~^:?*[\\` or '@{', no '.lock' suffix.
     """
-    local = Path(model).expanduser()
-    if local.is_dir():
-        path = local.resolve()
-        return ResolvedModel(path, str(path), "local", _config_sha256(path))
-    if _looks_like_path(model):
-        raise ModelNotFound(f"no such model directory: {model}", field="model.id")
-    validate_model_id(model)
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
 
-    cache = hub_cache_dir()
-    try:
-        snapshot = Path(snapshot_download(model, revision=revision, cache_dir=cache, local_files_only=True))
-    except (LocalEntryNotFoundError, HFValidationError, FileNotFoundError) as exc:
+    def refuse(why: str) -> ModelRefused:
+        return ModelRefused(f"invalid revision {revision!r}: {why}", field="model.revision")
+
+    if not isinstance(revision, str) or not revision:
+        raise refuse("empty")
+    if len(revision) > MAX_REVISION_LENGTH:
+        raise refuse(f"longer than {MAX_REVISION_LENGTH} characters")
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in revision) or _REF_FORBIDDEN.search(revision):
+        raise refuse("control characters, spaces and ~^:?*[\\ are not allowed")
+    if ".." in revision or "@{" in revision or revision == "@":
+        raise refuse("'..' and '@{' are not allowed")
+    if revision.startswith("/") or revision.endswith(("/", ".", ".lock")):
+        raise refuse("a revision may not start with '/' or end with '/', '.' or '.lock'")
+    if any(not part or part.startswith(".") for part in revision.split("/")):
+        raise refuse("empty or dot-led path components are not allowed")
+    return revision
+
+
+def _cached_snapshot(model_id: str, revision: str, cache: Path) -> Path | None:
+    """The snapshot folder a hub id and revision name in the cache layout, or None.
+
+    <cache>/models--ORG--NAME/refs/<revision> holds a commit sha; snapshots/<sha>/ holds the
+    files. A 40-hex revision names a snapshot directly. Nothing outside the repo folder is read.
+    """
+    repo = cache / ("models--" + model_id.replace("/", "--"))
+    sha = revision if _SHA.match(revision) else None
+    if sha is None:
+        ref = repo / "refs" / revision
+        if not ref.is_file():
+            return None
+        sha = ref.read_text(encoding="ascii", errors="replace").strip()
+        if not _SHA.match(sha):
+            return None
+    snapshot = repo / "snapshots" / sha
+    return snapshot if snapshot.is_dir() and (snapshot / "config.json").is_file() else None
+
+
+def resolve_model(model: str, revision: str | None = None, *, allow_local: bool = True) -> ResolvedModel:
+    """Find a model offline: a hub id already in the HF cache, or (`allow_local`) a local directory.
+
+    Hub ids are looked up in `hub_cache_dir()` by the cache layout alone (nothing is ever
+    downloaded, no path is built from unvalidated input); `revision` is a branch, a tag or a sha.
+    The service calls this with `allow_local=False`: over the API a model is a hub id, never a
+    server path, and no error names a server path.
+    """
+    if allow_local:
+        local = Path(model).expanduser()
+        if local.is_dir():
+            path = local.resolve()
+            return ResolvedModel(path, str(path), "local", _config_sha256(path))
+        if _looks_like_path(model):
+            raise ModelNotFound(f"no such model directory: {model}", field="model.id")
+    validate_model_id(model)
+    wanted = validate_revision(revision) if revision is not None else "main"
+    snapshot = _cached_snapshot(model, wanted, hub_cache_dir())
+    if snapshot is None:
         at = f" at revision {revision!r}" if revision else ""
+        where = "neither a local directory nor in" if allow_local else "not in"
         raise ModelNotFound(
-            f"model {model!r}{at} is neither a local directory nor in the Hugging Face cache {cache} "
-            f"(this service works offline; {IMPORT_HINT}, or pass a local directory)",
+            f"model {model!r}{at} is {where} the offline model cache (this service works offline; "
+            f"{IMPORT_HINT})",
             field="model.id",
-        ) from exc
+        )
     return ResolvedModel(snapshot, model, snapshot.name, _config_sha256(snapshot))
 
 
 def _read_json(path: Path, what: str) -> dict[str, Any]:
+    """`what` names the file for people (the model id and file name, never a server path)."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelRefused(f"{what} {path} is not readable JSON: {exc}", field="model.id") from exc
+        raise ModelRefused(f"{what} is not readable JSON: {exc}", field="model.id") from exc
     if not isinstance(data, dict):
-        raise ModelRefused(f"{what} {path} is not a JSON object", field="model.id")
+        raise ModelRefused(f"{what} is not a JSON object", field="model.id")
     return data
 
 
-def _weight_files(path: Path) -> list[str]:
+def _weight_files(path: Path, label: str) -> list[str]:
     """Names of the weight files, refusing pickle-only folders (the pickle is never opened)."""
     files = sorted(p.name for p in path.iterdir() if p.is_file())
     safetensors = [f for f in files if f.endswith(".safetensors")]
@@ -159,11 +208,11 @@ def _weight_files(path: Path) -> list[str]:
     pickles = [f for f in files if f.endswith(PICKLE_SUFFIXES)]
     if pickles:
         raise ModelRefused(
-            f"{path} has only pickle weights ({', '.join(pickles)}); pickles can run code when loaded, "
+            f"{label} has only pickle weights ({', '.join(pickles)}); pickles can run code when loaded, "
             "so only safetensors are accepted (convert with `safetensors` on a trusted machine)",
             field="model.id",
         )
-    raise ModelRefused(f"{path} has no weight files (*.safetensors)", field="model.id")
+    raise ModelRefused(f"{label} has no weight files (*.safetensors)", field="model.id")
 
 
 def inspect_model(resolved: ResolvedModel) -> ModelInfo:
@@ -171,11 +220,14 @@ def inspect_model(resolved: ResolvedModel) -> ModelInfo:
     path = resolved.path
     config_path = path / "config.json"
     if not config_path.is_file():
-        raise ModelRefused(f"{path} is not a transformers model folder: no config.json", field="model.id")
-    config = _read_json(config_path, "config")
+        raise ModelRefused(
+            f"{resolved.model_id} is not a transformers model folder: no config.json", field="model.id"
+        )
+    config = _read_json(config_path, f"config.json of {resolved.model_id}")
     tokenizer_config = path / "tokenizer_config.json"
     custom = "auto_map" in config or (
-        tokenizer_config.is_file() and "auto_map" in _read_json(tokenizer_config, "tokenizer config")
+        tokenizer_config.is_file()
+        and "auto_map" in _read_json(tokenizer_config, f"tokenizer_config.json of {resolved.model_id}")
     )
     if custom:
         raise ModelRefused(
@@ -183,13 +235,8 @@ def inspect_model(resolved: ResolvedModel) -> ModelInfo:
             field="model.id",
         )
     model_type = str(config.get("model_type", ""))
-    if model_type not in SUPPORTED_MODEL_TYPES:
-        raise UnsupportedArchitecture(
-            f"model_type {model_type or '(missing)'!r} of {resolved.model_id} is not supported; "
-            f"supported: {', '.join(SUPPORTED_MODEL_TYPES)}",
-            field="model.id",
-        )
-    weights = _weight_files(path)
+    get_spec(model_type, field="model.id")
+    weights = _weight_files(path, resolved.model_id)
     layers = config.get("num_hidden_layers", config.get("n_layer", config.get("num_layers")))
     return ModelInfo(
         model_type=model_type,

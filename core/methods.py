@@ -1,0 +1,173 @@
+"""The method catalogue: every compression method's name, description, parameters and abilities.
+
+One entry per method feeds the CLI's choices, the API schema (`method.name`, `method.params`
+validated at submit time), `GET /v1/capabilities`, the engine's lookup and the contract tests.
+Torch-free: the implementation is named by import path ("module:Class") and imported by the
+engine only. Adding a method is one implementation module and one `register(MethodInfo(...))`
+(the built-in ones are at the bottom of this file).
+
+Parameters are pydantic models with `extra="forbid"` and a version (llm-compressor's habit), so an
+unknown key, a wrong type or a NaN is refused before any model is loaded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from core.errors import InvalidSpec
+
+
+class MethodParams(BaseModel):
+    """Parameters every method has: validated, versioned, unknown keys refused, floats finite."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    version: Literal[1] = 1
+    staged: bool = Field(default=True, description="Calibrate block l on the outputs of compressed blocks < l.")
+    damping: float = Field(default=1e-2, ge=0.0, le=1.0, description="Ridge, relative to the Gram's mean diagonal.")
+
+
+class StructuredParams(MethodParams):
+    # auto: global for bidirectional encoders, uniform for causal decoders, whose massive
+    # activations make energy-normalised error signals misleading (measured: README, bench/).
+    allocation: Literal["auto", "global", "uniform"] = Field(
+        default="auto", description="How the MAC budget is split across blocks (auto: global for encoders)."
+    )
+    prune_heads: bool = Field(default=True, description="Prune attention heads as well as FFN neurons.")
+    # Global allocation keeps at least this fraction of each component's units in every block:
+    # layers with massive activations look almost lossless to the normalised error signal.
+    min_keep: float = Field(
+        default=0.1, ge=0.0, le=1.0, description="Global allocation keeps at least this fraction per block."
+    )
+
+
+class IDParams(StructuredParams):
+    damping: float = Field(default=1e-2, ge=0.0, le=1.0, description="Ridge, relative to the scaled Gram.")
+
+
+class MagnitudeParams(StructuredParams):
+    allocation: Literal["auto", "global", "uniform"] = Field(
+        default="uniform", description="How the MAC budget is split across blocks (data-free default: uniform)."
+    )
+
+
+class SVDParams(MethodParams):
+    activation_aware: bool = Field(
+        default=True, description="Whiten with the Cholesky factor of the calibration Gram (SVD-LLM)."
+    )
+    damping: float = Field(default=1e-3, ge=0.0, le=1.0, description="Ridge, relative to the Gram's mean diagonal.")
+    allocation: Literal["global", "uniform"] = Field(
+        default="global", description="Ranks by one global error-per-MAC threshold, or one fraction for all."
+    )
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    """One catalogue entry.
+
+    implementation: "module:Class" of the engine's `Method` subclass (or the class itself, for a
+    method defined in a test), imported only where torch is.
+    structures: what the method changes ("heads", "neurons", "lowrank").
+    data: "required" (calibration batches), "optional" (a parameter turns it off) or "none".
+    """
+
+    name: str
+    description: str
+    params: type[MethodParams]
+    implementation: str | type[Any]
+    structures: tuple[str, ...]
+    data: Literal["required", "optional", "none"] = "required"
+    paper: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def validate_params(self, params: dict[str, Any], *, field_prefix: str = "method.params") -> MethodParams:
+        """The parameters as the method's model, or InvalidSpec naming the first bad field."""
+        if not isinstance(params, dict):
+            raise InvalidSpec("method parameters must be an object", field=field_prefix)
+        try:
+            return self.params(**params)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first.get("loc", ()))
+            name = f"{field_prefix}.{where}" if where else field_prefix
+            raise InvalidSpec(
+                f"invalid parameter {where or '(params)'} for method {self.name!r}: {first.get('msg', '')}",
+                field=name,
+            ) from exc
+
+    def describe(self) -> dict[str, Any]:
+        """The capabilities entry: name, description, abilities and the parameters' JSON schema."""
+        return {
+            "id": self.name,
+            "description": self.description,
+            "structures": list(self.structures),
+            "data": self.data,
+            "paper": self.paper,
+            "params": self.params.model_json_schema(),
+            "defaults": self.params().model_dump(),
+        }
+
+
+_CATALOGUE: dict[str, MethodInfo] = {}
+
+
+def register(info: MethodInfo) -> MethodInfo:
+    """Add a method to the catalogue (a name registered twice is an error)."""
+    if info.name in _CATALOGUE and _CATALOGUE[info.name] != info:
+        raise ValueError(f"method {info.name!r} is already registered")
+    _CATALOGUE[info.name] = info
+    return info
+
+
+def unregister(name: str) -> None:
+    """Remove a method (for tests that register a toy one)."""
+    _CATALOGUE.pop(name, None)
+
+
+def names() -> tuple[str, ...]:
+    return tuple(_CATALOGUE)
+
+
+def entries() -> Iterator[MethodInfo]:
+    return iter(tuple(_CATALOGUE.values()))
+
+
+def get(name: str, *, field: str = "method.name") -> MethodInfo:
+    """The entry of `name`, or InvalidSpec listing the available methods."""
+    try:
+        return _CATALOGUE[name]
+    except (KeyError, TypeError):
+        raise InvalidSpec(f"unknown method {name!r}; available: {', '.join(_CATALOGUE)}", field=field) from None
+
+
+register(MethodInfo(
+    name="id",
+    description="interpolative decomposition (STAT): keeps FFN neurons and attention heads chosen by pivoted "
+    "QR of calibration activations and folds the interpolation matrix into the next layer",
+    params=IDParams,
+    implementation="workers.compression.methods.id:InterpolativeMethod",
+    structures=("heads", "neurons"),
+    paper="Flynn, Wang, Alvarez, De Sa, Damle 2024, arXiv 2406.00061 (STAT)",
+))
+register(MethodInfo(
+    name="svd",
+    description="low-rank factorisation of every block Linear, activation-aware (SVD-LLM whitening) by default, "
+    "ranks allocated globally by error per MAC",
+    params=SVDParams,
+    implementation="workers.compression.methods.svd:SVDMethod",
+    structures=("lowrank",),
+    data="optional",
+    paper="Wang et al. 2024, arXiv 2403.07378 (SVD-LLM)",
+))
+register(MethodInfo(
+    name="magnitude",
+    description="structured pruning baseline: the same widths and surgery as id, units scored by weight norms, "
+    "no correction, no data",
+    params=MagnitudeParams,
+    implementation="workers.compression.methods.magnitude:MagnitudeMethod",
+    structures=("heads", "neurons"),
+    data="none",
+))
