@@ -187,4 +187,5 @@ def get_spec(model_type: str, *, field: str | None = None) -> ArchSpec:
 
 def is_causal(config: Mapping[str, Any]) -> bool:
     """A decoder with an LM head, by the config's `architectures`."""
-    return any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in config.get("architectures") or [])
+    archs = config.get("architectures") or []
+    return isinstance(archs, list) and any(str(a).endswith(("ForCausalLM", "LMHeadModel")) for a in archs)

@@ -55,31 +55,44 @@ class Geometry:
         """Read a config dict (config.json or PretrainedConfig.to_dict())."""
         mt = str(config.get("model_type", ""))
         spec = get_spec(mt, field="model.id")
-        get = config.get
-        hidden = get("hidden_size") or get("n_embd") or get("dim") or get("d_model")
-        heads = get("num_attention_heads") or get("n_head") or get("n_heads")
-        layers = get("num_hidden_layers") or get("n_layer") or get("n_layers")
-        inter = get("intermediate_size") or get("n_inner") or get("ffn_dim") or get("hidden_dim")
-        if mt == "gpt2" and not inter:
-            inter = 4 * hidden
-        if not (hidden and heads and layers and inter):
+
+        def read(*keys: str, default: int | None = None) -> int:
+            """The first key present as a positive integer (a hostile config gets ModelRefused)."""
+            value = next((config[k] for k in keys if config.get(k) is not None), default)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ModelRefused(
+                    f"config of model_type {mt!r}: {keys[0]} must be a positive integer, got {value!r}",
+                    field="model.id",
+                )
+            return value
+
+        hidden = read("hidden_size", "n_embd", "dim", "d_model")
+        heads = read("num_attention_heads", "n_head", "n_heads")
+        inter = read("intermediate_size", "n_inner", "ffn_dim", "hidden_dim",
+                     default=4 * hidden if mt == "gpt2" else None)
+        kv_heads = read("num_key_value_heads", default=heads)
+        head_dim = read("head_dim", default=hidden // heads if hidden % heads == 0 else None)
+        if heads % kv_heads:
             raise ModelRefused(
-                f"config of model_type {mt!r} lacks hidden size, heads, layers or FFN width", field="model.id"
+                f"{heads} attention heads are not a multiple of {kv_heads} kv heads", field="model.id"
             )
-        seqcls = any(a.endswith("ForSequenceClassification") for a in get("architectures") or [])
+        archs = config.get("architectures") or []
+        seqcls = isinstance(archs, list) and any(str(a).endswith("ForSequenceClassification") for a in archs)
+        labels = config.get("id2label") or {}
+        vocab = config.get("vocab_size") or 0
         return cls(
             model_type=mt,
-            num_layers=int(layers),
-            hidden=int(hidden),
-            heads=int(heads),
-            kv_heads=int(get("num_key_value_heads") or heads),
-            head_dim=int(get("head_dim") or hidden // heads),
-            intermediate=int(inter),
+            num_layers=read("num_hidden_layers", "n_layer", "n_layers"),
+            hidden=hidden,
+            heads=heads,
+            kv_heads=kv_heads,
+            head_dim=head_dim,
+            intermediate=inter,
             gated=spec.gated,
             fused_qkv=spec.fused_qkv,
-            vocab=int(get("vocab_size") or 0),
+            vocab=vocab if isinstance(vocab, int) and vocab > 0 else 0,
             lm_head=is_causal(config),
-            num_labels=len(get("id2label") or {}) if seqcls else 0,
+            num_labels=len(labels) if seqcls and isinstance(labels, dict) else 0,
         )
 
 

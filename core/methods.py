@@ -20,14 +20,17 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from core.errors import InvalidSpec
 
+DAMPING = "Ridge, relative to the Gram's mean diagonal."
+STAGED = "Calibrate block l on the outputs of the compressed blocks before it."
+
 
 class MethodParams(BaseModel):
     """Parameters every method has: validated, versioned, unknown keys refused, floats finite."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     version: Literal[1] = 1
-    staged: bool = Field(default=True, description="Calibrate block l on the outputs of compressed blocks < l.")
-    damping: float = Field(default=1e-2, ge=0.0, le=1.0, description="Ridge, relative to the Gram's mean diagonal.")
+    staged: bool = Field(default=True, description=STAGED)
+    damping: float = Field(default=1e-2, ge=0.0, le=1.0, description=DAMPING)
 
 
 class StructuredParams(MethodParams):
@@ -50,7 +53,7 @@ class IDParams(StructuredParams):
 
 class MagnitudeParams(StructuredParams):
     allocation: Literal["auto", "global", "uniform"] = Field(
-        default="uniform", description="How the MAC budget is split across blocks (data-free default: uniform)."
+        default="uniform", description="How the MAC budget is split across blocks (data-free: uniform)."
     )
 
 
@@ -58,7 +61,7 @@ class SVDParams(MethodParams):
     activation_aware: bool = Field(
         default=True, description="Whiten with the Cholesky factor of the calibration Gram (SVD-LLM)."
     )
-    damping: float = Field(default=1e-3, ge=0.0, le=1.0, description="Ridge, relative to the Gram's mean diagonal.")
+    damping: float = Field(default=1e-3, ge=0.0, le=1.0, description=DAMPING)
     allocation: Literal["global", "uniform"] = Field(
         default="global", description="Ranks by one global error-per-MAC threshold, or one fraction for all."
     )
@@ -140,7 +143,8 @@ def get(name: str, *, field: str = "method.name") -> MethodInfo:
     try:
         return _CATALOGUE[name]
     except (KeyError, TypeError):
-        raise InvalidSpec(f"unknown method {name!r}; available: {', '.join(_CATALOGUE)}", field=field) from None
+        available = ", ".join(_CATALOGUE)
+        raise InvalidSpec(f"unknown method {name!r}; available: {available}", field=field) from None
 
 
 register(MethodInfo(
@@ -154,8 +158,8 @@ register(MethodInfo(
 ))
 register(MethodInfo(
     name="svd",
-    description="low-rank factorisation of every block Linear, activation-aware (SVD-LLM whitening) by default, "
-    "ranks allocated globally by error per MAC",
+    description="low-rank factorisation of every block Linear, activation-aware (SVD-LLM whitening) by "
+    "default, ranks allocated globally by error per MAC",
     params=SVDParams,
     implementation="workers.compression.methods.svd:SVDMethod",
     structures=("lowrank",),
@@ -164,8 +168,8 @@ register(MethodInfo(
 ))
 register(MethodInfo(
     name="magnitude",
-    description="structured pruning baseline: the same widths and surgery as id, units scored by weight norms, "
-    "no correction, no data",
+    description="structured pruning baseline: the same widths and surgery as id, units scored by weight "
+    "norms, no correction, no data",
     params=MagnitudeParams,
     implementation="workers.compression.methods.magnitude:MagnitudeMethod",
     structures=("heads", "neurons"),

@@ -82,14 +82,14 @@ class _Bar:
 @click.option("--model", required=True, help="Hub id (resolved through the HF cache) or a local directory.")
 @click.option("--revision", default=None, help="Hub revision (branch, tag or commit sha).")
 @click.option("--method", type=MethodChoice(), required=True, help="A method of the catalogue.")
-@click.option("--mac-target", type=MAC_TARGET, required=True, help="Fraction of block MACs to keep, in (0, 1].")
-@click.option("--calibration", required=True, help="PATH, PATH:column, or hf:ORG/NAME[:CONFIG][@SPLIT][#COL].")
+@click.option("--mac-target", type=MAC_TARGET, required=True, help="Fraction of block MACs to keep.")
+@click.option("--calibration", required=True, help="PATH, PATH:column or hf:ORG/NAME[:CONFIG][@SPLIT][#COL].")
 @click.option("--num-samples", type=POSITIVE, default=128, show_default=True)
 @click.option("--seq-len", type=POSITIVE, default=128, show_default=True, help="Calibration max_seq_length.")
-@click.option("--reference-seq-len", type=POSITIVE, default=None, help="L of the MAC formulas [default: --seq-len].")
+@click.option("--reference-seq-len", type=POSITIVE, default=None, help="L of the MAC formulas [--seq-len].")
 @click.option("--param", "params", multiple=True, help="Method parameter KEY=VALUE (repeatable).")
 @click.option("--eval", "evals", multiple=True, help="TASK:PATH (repeatable); latency needs no PATH.")
-@click.option("--eval-opt", "eval_opts", multiple=True, help="TASK.KEY=VALUE, e.g. perplexity.max_tokens=16384.")
+@click.option("--eval-opt", "eval_opts", multiple=True, help="TASK.KEY=VALUE (perplexity.max_tokens=4096).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Artifact directory.")
@@ -128,7 +128,8 @@ def compress_command(
     click.echo(f"compression   {summary['seconds']:.1f} s")
     for name, value in summary["metrics"]["baseline"].items():
         after = summary["metrics"]["compressed"].get(name)
-        click.echo(f"{name:<13} {value:.4f} -> {after:.4f}" if after is not None else f"{name:<13} {value:.4f}")
+        change = f" -> {after:.4f}" if after is not None else ""
+        click.echo(f"{name:<13} {value:.4f}{change}")
     if "speedup" in summary["metrics"]["compressed"]:
         click.echo(f"speedup       {summary['metrics']['compressed']['speedup']:.2f}x")
 
