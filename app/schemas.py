@@ -12,6 +12,7 @@ from core import methods as catalogue
 EVAL_TASKS = ("perplexity", "classification", "sts", "latency")
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelling", "cancelled"]
 WebhookEvent = Literal["succeeded", "failed", "cancelled"]
+WEBHOOK_EVENTS: tuple[WebhookEvent, ...] = ("succeeded", "failed", "cancelled")
 
 
 class Strict(BaseModel):
@@ -81,7 +82,7 @@ class EvaluationSpec(BaseModel):
 
 class WebhookSpec(Strict):
     url: AnyHttpUrl
-    events: list[WebhookEvent] = Field(default_factory=lambda: ["succeeded", "failed", "cancelled"])
+    events: list[WebhookEvent] = Field(default_factory=lambda: list(WEBHOOK_EVENTS))
 
 
 class JobRequest(Strict):

@@ -10,7 +10,7 @@ import click
 from core import methods as catalogue
 
 
-class MethodChoice(click.Choice):  # type: ignore[type-arg]
+class MethodChoice(click.Choice[str]):
     """`click.Choice` over the method catalogue, read when the command runs (a method registered
     after import, e.g. by a test, is offered too)."""
 

@@ -29,7 +29,7 @@ def to_resource(job: Job) -> schemas.Job:
     error = schemas.JobError(code=job.error_code, message=job.error_message or "") if job.error_code else None
     return schemas.Job(
         id=job.id,
-        status=job.status,  # type: ignore[arg-type]
+        status=job.status,
         model=request.model,
         method=request.method,
         target=request.target,

@@ -386,12 +386,12 @@ def jobs_follow(job_id: str, api_url: str, api_key: str | None) -> None:
 
 def _sse(response: Any) -> Any:
     """Yield (event, data) pairs from a text/event-stream response."""
-    event, data = "message", []
+    event, data = "message", list[str]()
     for line in response.iter_lines():
         if not line:
             if data:
                 yield event, "\n".join(data)
-            event, data = "message", []
+            event, data = "message", list[str]()
         elif line.startswith("event:"):
             event = line[6:].strip()
         elif line.startswith("data:"):

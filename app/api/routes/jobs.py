@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import JSONResponse, Response
@@ -19,7 +19,7 @@ from app.services import idempotency, jobs, webhooks
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
-PROBLEMS = {
+PROBLEMS: dict[int | str, dict[str, Any]] = {
     401: {"model": schemas.Problem, "description": "Missing or invalid API key"},
     404: {"model": schemas.Problem, "description": "No such job for this tenant"},
     422: {"model": schemas.Problem, "description": "Invalid request (names the field)"},
