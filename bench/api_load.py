@@ -623,7 +623,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown modes: {', '.join(sorted(unknown))}")
 
-    from tests.evaluation.tiny import save_tiny_llama
+    from tests.factories import save_tiny_llama
     from workers.models import place_in_cache
 
     results: dict[str, Any] = {}

@@ -32,7 +32,8 @@ def main(argv: list[str]) -> int:
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     data = [Path(p["data"]) for p in summary.get("protocols", {}).values() if "data" in p]
     payload = {"command": command, "summary": summary, "wall_seconds": time.perf_counter() - started}
-    path = write_result(name, payload, seeds={"calibration": 0}, data_files=data, protocol=summary.get("protocols"),
+    path = write_result(name, payload, seeds={"calibration": 0}, data_files=data,
+                        protocol=summary.get("protocols"),
                         results_dir=RESULTS)
     print(path)
     return 0

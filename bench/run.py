@@ -38,9 +38,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--threads", type=int, default=None, help="torch intra-op threads (default: torch's; --quick: 1)"
     )
     parser.add_argument("--max-params", type=float, default=None, help="largest scale-suite model, e.g. 1e8")
-    parser.add_argument("--targets", default=None, help="comma-separated MAC targets (default: the settings')")
+    parser.add_argument("--targets", default=None, help="comma-separated MAC targets [settings]")
     parser.add_argument("--ablation-models", default=None, help="comma-separated, or 'none'")
-    parser.add_argument("--speed-methods", default=None, help="comma-separated method labels for the speed suite")
+    parser.add_argument("--speed-methods", default=None, help="method labels for the speed suite")
     return parser.parse_args(argv)
 
 
@@ -64,7 +64,8 @@ def build_settings(args: argparse.Namespace) -> Settings:
     if args.speed_methods:
         overrides["speed_methods"] = tuple(args.speed_methods.split(","))
     if args.ablation_models:
-        overrides["ablation_models"] = () if args.ablation_models == "none" else tuple(args.ablation_models.split(","))
+        names = args.ablation_models
+        overrides["ablation_models"] = () if names == "none" else tuple(names.split(","))
     return Settings.quick_run(**overrides) if args.quick else Settings.full(**overrides)
 
 

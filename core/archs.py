@@ -76,9 +76,23 @@ class ArchSpec:
 
 
 def fused_qkv_offsets(heads: int, kv_heads: int, head_dim: int) -> tuple[int, int, int]:
-    """Row offsets of q, k and v inside a fused qkv weight with `heads` query and `kv_heads` kv heads."""
+    """Row offsets of q, k and v inside a fused qkv weight with `heads` query and `kv_heads` kv heads.
+
+    v starts after the kv_heads·d_h rows of k, not at 2·heads·d_h: the two agree only without
+    grouped-query attention.
+    """
     q_width, kv_width = heads * head_dim, kv_heads * head_dim
     return 0, q_width, q_width + kv_width
+
+
+def fused_qkv_kv_heads(rows: int, heads: int, head_dim: int) -> int:
+    """The kv heads of a fused qkv weight of `rows` output rows and `heads` query heads (the
+    inverse of `fused_qkv_offsets`); ValueError when the rows are not q | k | v of whole heads."""
+    _, k_start, _ = fused_qkv_offsets(heads, 0, head_dim)
+    kv_heads, rest = divmod(rows - k_start, 2 * head_dim)
+    if rest or kv_heads < 1:
+        raise ValueError(f"{rows} fused qkv rows are not {heads} query heads and whole kv heads ({head_dim})")
+    return kv_heads
 
 
 def _bert_attrs(h: int, kv: int, dh: int) -> dict[str, int]:

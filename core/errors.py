@@ -47,3 +47,17 @@ class ArtifactMismatch(PareError):
     """The saved artifact, reloaded, does not reproduce the in-memory compressed model."""
 
     code = "artifact_mismatch"
+
+
+class PlanMismatch(PareError):
+    """A method's plan and the model it produced disagree (block count, or MACs measured after the
+    rewrite versus the plan that passed the budget check): a bug in the method, not in the request."""
+
+    code = "plan_mismatch"
+
+
+class InvalidArtifact(PareError):
+    """A compressed-model artifact that the loader will not build: wrong or missing format version,
+    or a manifest naming a module, attribute, kind or value outside its architecture's ArchSpec."""
+
+    code = "invalid_artifact"

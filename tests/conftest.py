@@ -1,4 +1,4 @@
-"""Shared fixtures: where the shared data lives, tiny random models."""
+"""Shared fixtures: where the shared data lives, the bundled models. Test data: tests/factories.py."""
 
 from __future__ import annotations
 

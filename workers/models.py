@@ -15,11 +15,11 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from core.errors import ModelNotFound, PareError
+from core.errors import InvalidSpec, ModelNotFound
 from core.hub import ResolvedModel, hub_cache_dir, inspect_model, resolve_model, validate_model_id
 
 if TYPE_CHECKING:
@@ -32,7 +32,7 @@ SMOLLM2_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
-def _model_class(architecture: str | None) -> type:
+def _model_class(architecture: str | None) -> type[Any]:
     """The transformers class named by config.architectures[0]; AutoModel when unknown.
 
     Only attributes of the transformers package that are PreTrainedModel subclasses are accepted,
@@ -126,7 +126,7 @@ def place_in_cache(
         raise ModelNotFound(f"{src} is not a model folder (no config.json)")
     sha = revision_sha or content_sha(src)
     if len(sha) != 40 or any(c not in "0123456789abcdef" for c in sha):
-        raise PareError(f"revision sha must be 40 lowercase hex digits, got {sha!r}")
+        raise InvalidSpec(f"revision sha must be 40 lowercase hex digits, got {sha!r}", field="revision_sha")
     repo = repo_cache_dir(repo_id, hf_home=hf_home)
     snapshot = repo / "snapshots" / sha
     if not snapshot.is_dir():

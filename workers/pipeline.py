@@ -3,6 +3,9 @@
 Callable without Celery: `pare compress` and the Celery task both call `run_pipeline` with a
 `PipelineConfig`, so a job submitted over HTTP and the same settings on the command line run
 the same code and give the same numbers.
+
+Torch-free at import time (workers.tasks imports this module for its types; torch, transformers
+and the engine are imported inside the steps that need them).
 """
 
 from __future__ import annotations
@@ -10,13 +13,22 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.errors import Cancelled
 from workers.data import DataSource
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from core.hub import ResolvedModel
+    from workers.compression.adapters import ModelAdapter
+    from workers.compression.engine import CompressionSpec
+    from workers.data import CalibrationSet
 
 __all__ = ["Cancelled", "EvalTask", "Event", "PipelineConfig", "PipelineResult", "run_pipeline"]
 
@@ -133,6 +145,25 @@ class _Reporter:
         ))
 
 
+@dataclass
+class _Loaded:
+    """The model as loaded, seen through the one adapter the engine also uses."""
+
+    resolved: ResolvedModel
+    model: nn.Module
+    tokenizer: Any
+    adapter: ModelAdapter
+    planning: bool  # the method runs a planning pass (the progress bar gives it a slice)
+
+
+@dataclass
+class _Scores:
+    """What the evaluation steps measured: metrics of both phases and each task's protocol."""
+
+    metrics: dict[str, dict[str, float]] = field(default_factory=lambda: {"baseline": {}, "compressed": {}})
+    protocols: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
 def resolve_device(device: str) -> str:
     if device == "auto":
         import torch
@@ -141,19 +172,24 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def _evaluate(
-    config: PipelineConfig, model: Any, tokenizer: Any, device: str, phase: str,
-    metrics: dict[str, dict[str, float]], protocols: dict[str, dict[str, Any]], report: _Reporter,
-) -> None:
-    from workers.evaluation import run_task
+def compression_spec(config: PipelineConfig) -> CompressionSpec:
+    """The engine's view of the job: method, target, reference length (default max_seq_length)."""
+    from workers.compression.engine import CompressionSpec
 
-    tasks = [t for t in config.evaluation if t.task != "latency"]
-    stage = "evaluating_baseline" if phase == "baseline" else "evaluating"
-    for i, task in enumerate(tasks):
-        report(stage, i, len(tasks), f"{phase}: {task.task}")
-        result = run_task(task.task, model, tokenizer, data=task.data, options=task.options, device=device)
-        metrics[phase].update(result.metrics)
-        protocols.setdefault(task.task, result.protocol)
+    return CompressionSpec(
+        method=config.method,
+        mac_target=config.mac_target,
+        reference_seq_len=config.reference_seq_len or config.max_seq_length,
+        params=dict(config.method_params),
+    )
+
+
+@contextmanager
+def _timed(timings: dict[str, float], stage: str) -> Iterator[None]:
+    """Record the wall time of the block under `stage` (only when it completes)."""
+    started = time.perf_counter()
+    yield
+    timings[stage] = time.perf_counter() - started
 
 
 def run_pipeline(
@@ -163,93 +199,161 @@ def run_pipeline(
     should_cancel: Callable[[], bool] | None = None,
 ) -> PipelineResult:
     """Run one compression job end to end; raises Cancelled, or a domain error from core.errors."""
-    import copy
+    spec = compression_spec(config)
+    device = resolve_device(config.device)
+    timings: dict[str, float] = {}
+    scores = _Scores()
+    with _timed(timings, "load"):
+        loaded = _load(config, spec)
+        report = _Reporter(on_event, loaded.planning)
+        report("loading", 1, 1, f"loaded {loaded.resolved.model_id}")
+    with _timed(timings, "calibration_data"):
+        calibration = _calibration_data(config, loaded, report)
+    with _timed(timings, "evaluate_baseline"):
+        _evaluate(config, loaded, device, "baseline", scores, report)
+        dense = _dense_copy(config, loaded.model)
+    with _timed(timings, "compress"):  # the result's `seconds`
+        engine_report = _compress(config, spec, loaded.adapter, calibration, device, report, should_cancel)
+    with _timed(timings, "evaluate"):
+        _evaluate(config, loaded, device, "compressed", scores, report)
+        if dense is not None:
+            _latency(config, dense, loaded.model, device, scores)
+            del dense
+    if should_cancel is not None and should_cancel():
+        raise Cancelled("cancelled before saving")
+    with _timed(timings, "save"):
+        artifact = _save(config, loaded, calibration, engine_report, scores, report)
+    with _timed(timings, "verify"):
+        _verify(artifact, loaded.model, calibration, report)
+    return _result(loaded, calibration, engine_report, scores, artifact, device, timings)
 
-    import torch
 
+def _load(config: PipelineConfig, spec: CompressionSpec) -> _Loaded:
+    """Resolve and inspect (refusals first), load on the CPU, and validate target and parameters
+    against the model before any data is read."""
     from core.hub import inspect_model, resolve_model
     from workers.compression.adapters import ModelAdapter
-    from workers.compression.artifacts import library_versions, save_compressed
-    from workers.compression.engine import CompressionSpec, build_method, compress
-    from workers.data import build_calibration
+    from workers.compression.engine import build_method
     from workers.models import load_model
 
-    timings: dict[str, float] = {}
-    device = resolve_device(config.device)
-    spec = CompressionSpec(
-        method=config.method,
-        mac_target=config.mac_target,
-        reference_seq_len=config.reference_seq_len or config.max_seq_length,
-        params=dict(config.method_params),
-    )
-    t = time.perf_counter()
     resolved = resolve_model(config.model, config.revision)
     inspect_model(resolved)
     model, tokenizer = load_model(resolved, device="cpu")
-    method = build_method(spec, ModelAdapter(model))  # validates target and params before any work
-    report = _Reporter(on_event, method.needs_planning_pass)
-    report("loading", 1, 1, f"loaded {resolved.model_id}")
-    timings["load"] = time.perf_counter() - t
+    adapter = ModelAdapter(model)
+    method = build_method(spec, adapter)
+    return _Loaded(resolved, model, tokenizer, adapter, planning=method.needs_planning_pass)
 
-    t = time.perf_counter()
+
+def _calibration_data(config: PipelineConfig, loaded: _Loaded, report: _Reporter) -> CalibrationSet:
+    """Sample the calibration set; `auto` mode chunks the concatenated text for causal LMs."""
+    from workers.data import build_calibration
+
     report("calibrating", 0, 1, "sampling calibration data")
     mode = config.calibration_mode
-    if mode == "auto" and ModelAdapter(model).geometry.lm_head:
+    if mode == "auto" and loaded.adapter.geometry.lm_head:
         mode = "chunk"
-    calibration = build_calibration(
-        tokenizer, config.calibration, num_samples=config.num_samples,
+    return build_calibration(
+        loaded.tokenizer, config.calibration, num_samples=config.num_samples,
         max_seq_length=config.max_seq_length, seed=config.seed, mode=mode,
     )
-    timings["calibration_data"] = time.perf_counter() - t
 
-    metrics: dict[str, dict[str, float]] = {"baseline": {}, "compressed": {}}
-    protocols: dict[str, dict[str, Any]] = {}
-    t = time.perf_counter()
-    _evaluate(config, model, tokenizer, device, "baseline", metrics, protocols, report)
-    wants_latency = any(task.task == "latency" for task in config.evaluation)
-    dense = copy.deepcopy(model).cpu() if wants_latency else None
-    timings["evaluate_baseline"] = time.perf_counter() - t
+
+def _evaluate(
+    config: PipelineConfig, loaded: _Loaded, device: str, phase: str, scores: _Scores, report: _Reporter
+) -> None:
+    """Every evaluation task but latency (timed on both models together, after compression)."""
+    from workers.evaluation import run_task
+
+    tasks = [t for t in config.evaluation if t.task != "latency"]
+    stage = "evaluating_baseline" if phase == "baseline" else "evaluating"
+    for i, task in enumerate(tasks):
+        report(stage, i, len(tasks), f"{phase}: {task.task}")
+        result = run_task(
+            task.task, loaded.model, loaded.tokenizer, data=task.data, options=task.options, device=device
+        )
+        scores.metrics[phase].update(result.metrics)
+        scores.protocols.setdefault(task.task, result.protocol)
+
+
+def _dense_copy(config: PipelineConfig, model: nn.Module) -> nn.Module | None:
+    """A CPU copy of the dense model when latency is to be compared, else None."""
+    import copy
+
+    if not any(task.task == "latency" for task in config.evaluation):
+        return None
+    return copy.deepcopy(model).cpu()
+
+
+def _compress(
+    config: PipelineConfig, spec: CompressionSpec, adapter: ModelAdapter, calibration: CalibrationSet,
+    device: str, report: _Reporter, should_cancel: Callable[[], bool] | None,
+) -> dict[str, Any]:
+    """Seed torch, then rewrite the model in place; returns the engine's report."""
+    import torch
+
+    from workers.compression.engine import compress
 
     torch.manual_seed(config.seed)
-    t = time.perf_counter()
-    engine_report = compress(
-        model, calibration.batches, spec, device=device,
+    return compress(
+        adapter, calibration.batches, spec, device=device,
         on_progress=lambda stage, done, total: report(stage, done, total, f"{stage} block {done}/{total}"),
         should_cancel=should_cancel,
     )
-    seconds = time.perf_counter() - t
-    timings["compress"] = seconds
 
-    t = time.perf_counter()
-    _evaluate(config, model, tokenizer, device, "compressed", metrics, protocols, report)
-    if dense is not None:
-        _latency(config, dense, model, device, metrics, protocols)
-        del dense
-    timings["evaluate"] = time.perf_counter() - t
 
-    if should_cancel is not None and should_cancel():
-        raise Cancelled("cancelled before saving")
-    t = time.perf_counter()
+def _latency(
+    config: PipelineConfig, dense: nn.Module, model: nn.Module, device: str, scores: _Scores
+) -> None:
+    """Time the dense copy and the compressed model together (interleaved, identical inputs)."""
+    from workers.evaluation import compare_latency
+
+    options = next(t.options for t in config.evaluation if t.task == "latency")
+    result = compare_latency(dense, model, device=device, **options)
+    for phase in ("baseline", "compressed"):
+        scores.metrics[phase].update(result[phase])
+    scores.metrics["compressed"]["speedup"] = result["speedup"]
+    scores.protocols["latency"] = result["protocol"]
+    dense.cpu()
+
+
+def _save(
+    config: PipelineConfig, loaded: _Loaded, calibration: CalibrationSet, engine_report: dict[str, Any],
+    scores: _Scores, report: _Reporter,
+) -> Path:
+    """Write the artifact: the engine's report plus evaluation, source and calibration facts."""
+    from workers.compression.artifacts import save_compressed
+
     report("saving", 0, 1, "writing the artifact")
-    source = {"model_id": resolved.model_id, "revision": resolved.revision, "config_sha256": resolved.config_sha256}
+    resolved = loaded.resolved
+    source = {
+        "model_id": resolved.model_id, "revision": resolved.revision, "config_sha256": resolved.config_sha256,
+    }
     calib_facts = {
         "source": _describe(config.calibration), "fingerprint": calibration.fingerprint,
         "num_samples": calibration.num_samples, "num_tokens": calibration.num_tokens,
         "max_seq_length": config.max_seq_length, "mode": calibration.mode, "seed": config.seed,
+        **engine_report["calibration"],  # what the engine saw: batches and tokens after repacking
     }
-    evaluation = {"metrics": metrics, "protocols": protocols}
-    model.cpu()
-    artifact = save_compressed(
-        model, tokenizer, config.out_dir, {**engine_report, "evaluation": evaluation},
-        source=source, calibration=calib_facts,
+    evaluation = {"metrics": scores.metrics, "protocols": scores.protocols}
+    # The report's own "calibration" would replace save_compressed's `calibration`: merge them here.
+    manifest = {**engine_report, "calibration": calib_facts, "evaluation": evaluation}
+    loaded.model.cpu()
+    return save_compressed(
+        loaded.model, loaded.tokenizer, config.out_dir, manifest, source=source, calibration=calib_facts
     )
-    timings["save"] = time.perf_counter() - t
 
-    t = time.perf_counter()
+
+def _verify(artifact: Path, model: nn.Module, calibration: CalibrationSet, report: _Reporter) -> None:
     report("verifying", 0, 1, "reloading the artifact")
     verify_artifact(artifact, model, calibration.batches[:1])
-    timings["verify"] = time.perf_counter() - t
     report("verifying", 1, 1, "artifact verified")
+
+
+def _result(
+    loaded: _Loaded, calibration: CalibrationSet, engine_report: dict[str, Any], scores: _Scores,
+    artifact: Path, device: str, timings: dict[str, float],
+) -> PipelineResult:
+    from workers.compression.artifacts import library_versions
 
     macs = engine_report["macs"]
     return PipelineResult(
@@ -258,12 +362,12 @@ def run_pipeline(
         mac_ratio_model=macs["mac_ratio_model"],
         params_before=engine_report["params"]["before"],
         params_after=engine_report["params"]["after"],
-        seconds=seconds,
+        seconds=timings["compress"],
         timings={**timings, **{f"compress_{k}": v for k, v in engine_report["timings"].items()}},
-        metrics=metrics,
-        protocols=protocols,
+        metrics=scores.metrics,
+        protocols=scores.protocols,
         resolved={
-            "model_id": resolved.model_id, "revision": resolved.revision,
+            "model_id": loaded.resolved.model_id, "revision": loaded.resolved.revision,
             "calibration_fingerprint": calibration.fingerprint, "calibration_tokens": calibration.num_tokens,
             "device": device, "versions": library_versions(),
         },
@@ -275,20 +379,7 @@ def _describe(source: DataSource) -> dict[str, Any]:
     return {k: v for k, v in dataclasses.asdict(source).items() if v is not None}
 
 
-def _latency(config: PipelineConfig, dense: Any, model: Any, device: str,
-             metrics: dict[str, dict[str, float]], protocols: dict[str, dict[str, Any]]) -> None:
-    from workers.evaluation import compare_latency
-
-    options = next(t.options for t in config.evaluation if t.task == "latency")
-    result = compare_latency(dense, model, device=device, **options)
-    for phase in ("baseline", "compressed"):
-        metrics[phase].update(result[phase])
-    metrics["compressed"]["speedup"] = result["speedup"]
-    protocols["latency"] = result["protocol"]
-    dense.cpu()
-
-
-def verify_artifact(path: Path, model: Any, batches: list[dict[str, Any]], atol: float = 1e-5) -> None:
+def verify_artifact(path: Path, model: nn.Module, batches: list[dict[str, Any]], atol: float = 1e-5) -> None:
     """Reload the artifact and require the same outputs as the in-memory model (fp32)."""
     import torch
 
@@ -303,7 +394,9 @@ def verify_artifact(path: Path, model: Any, batches: list[dict[str, Any]], atol:
             got = _main_output(reloaded(**batch))
             diff = float((expected - got).abs().max())
             if diff > atol:
-                raise ArtifactMismatch(f"reloaded artifact differs from the compressed model (max |Δ| = {diff:.3g})")
+                raise ArtifactMismatch(
+                    f"reloaded artifact differs from the compressed model (max |Δ| = {diff:.3g})"
+                )
 
 
 def _main_output(output: Any) -> Any:

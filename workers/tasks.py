@@ -38,8 +38,9 @@ from app.services import webhooks
 from app.services.reaper import reap_once
 from app.settings import Settings, get_settings
 from app.storage import Storage, StoredObject, copy_to, make_storage
-from core.errors import PareError
+from core.errors import Cancelled, PareError
 from workers.data import DataSource
+from workers.pipeline import EvalTask, Event, PipelineConfig, PipelineResult, run_pipeline
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -85,9 +86,10 @@ class Reporter:
 
     def __init__(self, *, settings: Settings, claim: Claim, lost: threading.Event) -> None:
         self.settings, self.claim, self.lost = settings, claim, lost
-        self._last, self._stage = 0.0, None
+        self._last = 0.0
+        self._stage: str | None = None
 
-    def __call__(self, event: Any) -> None:
+    def __call__(self, event: Event) -> None:
         now = time.monotonic()
         changed = event.stage != self._stage or bool(event.data)
         if not changed and now - self._last < self.settings.event_interval_seconds:
@@ -167,10 +169,8 @@ def _source(
 
 def build_config(
     *, request: JobRequest, data: dict[str, tuple[Path, str]], out_dir: Path, device: str
-) -> Any:
-    """The stored request as a workers.pipeline.PipelineConfig."""
-    from workers.pipeline import EvalTask, PipelineConfig
-
+) -> PipelineConfig:
+    """The stored request as the pipeline's config."""
     cal = request.calibration
     evaluation = tuple(
         EvalTask(
@@ -199,7 +199,7 @@ def build_config(
     )
 
 
-def summarize(result: Any) -> dict[str, Any]:
+def summarize(result: PipelineResult) -> dict[str, Any]:
     """The job's `results`: metrics side by side, MAC and parameter ratios, speedup, timings."""
     baseline = dict(result.metrics.get("baseline", {}))
     compressed = dict(result.metrics.get("compressed", {}))
@@ -249,7 +249,7 @@ def _commit_success(
     *,
     settings: Settings,
     claim: Claim,
-    result: Any,
+    result: PipelineResult,
     resolved: dict[str, Any],
     stored: list[tuple[str, StoredObject]],
 ) -> str:
@@ -296,10 +296,16 @@ def _commit_success(
 
 
 def record_success(
-    *, settings: Settings, storage: Storage, claim: Claim, job: Job, result: Any, fingerprints: dict[str, str]
+    *,
+    settings: Settings,
+    storage: Storage,
+    claim: Claim,
+    job: Job,
+    result: PipelineResult,
+    fingerprints: dict[str, str],
 ) -> str:
     """Upload under the run's fence, then commit; objects of a run that did not succeed are deleted."""
-    stored = upload_artifacts(storage=storage, claim=claim, artifact_dir=Path(result.artifact_dir))
+    stored = upload_artifacts(storage=storage, claim=claim, artifact_dir=result.artifact_dir)
     resolved = (job.resolved or {}) | dict(result.resolved) | {"datasets": fingerprints}
     outcome = retrying(
         lambda: _commit_success(
@@ -367,8 +373,6 @@ def execute_job(*, job_id: str, settings: Settings, owner: str | None = None) ->
 def _run(
     *, settings: Settings, storage: Storage, claim: Claim, job: Job, work: Path, lost: threading.Event
 ) -> str:
-    from workers.pipeline import Cancelled, run_pipeline
-
     try:
         data = fetch_data(settings=settings, storage=storage, job=job, dest=work / "data")
         config = build_config(

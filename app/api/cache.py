@@ -7,7 +7,8 @@
   workers shows up within `ttl` (`GET /v1/jobs/{id}/events` streams it live). Keys include the tenant,
   so another tenant's key still gets 404.
 
-`ttl` 0 turns a cache off. Misses are single-flight: requests for one key arriving while it is being
+`ttl` 0 turns a cache off. Expiry reads `clock` (default `time.monotonic`; tests pass a fake one to
+step time instead of sleeping). Misses are single-flight: requests for one key arriving while it is being
 loaded wait for that load instead of each querying (a burst arriving just after an entry expired
 would otherwise send every request to the database at once).
 """
@@ -25,15 +26,17 @@ V = TypeVar("V")
 
 
 class TtlCache(Generic[K, V]):
-    def __init__(self, ttl: float, max_entries: int = 10_000) -> None:
-        self.ttl, self.max_entries = ttl, max_entries
+    def __init__(
+        self, ttl: float, max_entries: int = 10_000, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.ttl, self.max_entries, self.clock = ttl, max_entries, clock
         self._entries: dict[K, tuple[V, float]] = {}
         self._lock = threading.Lock()
         self._loading: dict[K, asyncio.Future[V]] = {}
 
     def get(self, key: K) -> V | None:
         entry = self._entries.get(key)
-        if entry is None or entry[1] < time.monotonic():
+        if entry is None or entry[1] < self.clock():
             return None
         return entry[0]
 
@@ -42,11 +45,11 @@ class TtlCache(Generic[K, V]):
             return
         with self._lock:
             if len(self._entries) >= self.max_entries:  # bounded: drop the expired, else everything
-                now = time.monotonic()
+                now = self.clock()
                 self._entries = {k: v for k, v in self._entries.items() if v[1] >= now}
                 if len(self._entries) >= self.max_entries:
                     self._entries.clear()
-            self._entries[key] = (value, time.monotonic() + self.ttl)
+            self._entries[key] = (value, self.clock() + self.ttl)
 
     def evict(self, key: K) -> None:
         with self._lock:

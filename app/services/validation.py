@@ -12,7 +12,8 @@ from app.errors import InvalidRequest
 from app.schemas import EstimateRequest, JobRequest
 from app.settings import Settings
 from core import hub
-from core.errors import ModelRefused
+from core import methods as catalogue
+from core.errors import BudgetInfeasible, ModelRefused
 from core.macs import estimate as macs_estimate
 
 DATASET_PREFIX = "ds_"
@@ -74,7 +75,7 @@ def estimate(*, request: EstimateRequest) -> dict[str, Any]:
     request.method.validated_params()
     resolved, info = inspect_model(model_id=request.model.id, revision=request.model.revision)
     seq_len = request.target.reference_seq_len or 128
-    result = macs_estimate(info.config, request.target.mac_ratio, seq_len)
+    result = _uniform_estimate(info.config, request.method.name, request.target.mac_ratio, seq_len)
     return {
         "object": "estimate",
         "model": {"id": request.model.id, "revision": resolved.revision, "model_type": info.model_type},
@@ -83,3 +84,28 @@ def estimate(*, request: EstimateRequest) -> dict[str, Any]:
         "reference_seq_len": seq_len,
         **result,
     }
+
+
+def _uniform_estimate(config: dict[str, Any], method: str, mac_ratio: float, seq_len: int) -> dict[str, Any]:
+    """`core.macs.estimate`, with the two ways it can fail a request turned into domain errors (422).
+
+    A config read by the hub can still hold sizes too large for float arithmetic (ModelRefused);
+    and for a method that prunes heads and neurons, a target below what the narrowest uniform
+    plan keeps (one query head per kv group, one neuron per block) is infeasible: the engine would
+    refuse the job for it, so the estimate does too (BudgetInfeasible, field target.mac_ratio).
+    """
+    try:
+        result = macs_estimate(config, mac_ratio, seq_len)
+    except OverflowError as exc:
+        raise ModelRefused(
+            f"the config's sizes are out of range for MAC accounting ({exc})", field="model.id"
+        ) from exc
+    planned = result["planned"]["mac_ratio"]
+    structured = {"heads", "neurons"} & set(catalogue.get(method).structures)
+    if structured and planned > mac_ratio + 1e-9:
+        raise BudgetInfeasible(
+            f"mac_ratio {mac_ratio} is below what the narrowest uniform plan keeps on this model "
+            f"({planned:.4f} of the block MACs at reference_seq_len {seq_len})",
+            field="target.mac_ratio",
+        )
+    return result

@@ -33,14 +33,18 @@ def test_quick_is_a_subset_of_full() -> None:
     assert quick.samples_for(__import__("bench.settings").settings.MODELS["minilm"]) == 64
 
 
+def _nominal(name: str) -> float:
+    """The size a name promises: "20M" is 20e6 parameters, "0.5B" 5e8."""
+    return float(name[:-1]) * {"M": 1e6, "B": 1e9}[name[-1]]
+
+
 def test_scale_sizes_count_parameters_exactly() -> None:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from bench.scale import SIZES
 
-    for name in ("1M", "4M", "200M", "7B"):
-        size = SIZES[name]
+    for name, size in SIZES.items():
         config = LlamaConfig(
             vocab_size=size.vocab,
             hidden_size=size.hidden,
@@ -53,7 +57,14 @@ def test_scale_sizes_count_parameters_exactly() -> None:
         with torch.device("meta"):
             model = LlamaForCausalLM(config)
         assert sum(p.numel() for p in model.parameters()) == size.params, name
-    assert [SIZES[n].params < SIZES[m].params for n, m in (("20M", "50M"), ("50M", "100M"), ("100M", "200M"))]
+    # the shapes named after real models have their published parameter counts
+    assert SIZES["1B"].params == 1_100_048_384  # TinyLlama-1.1B
+    assert SIZES["7B"].params == 6_738_415_616  # Llama-2-7B
+    # every size is larger than the one before it, and about the size its name says
+    params = [size.params for size in SIZES.values()]
+    assert all(a < b for a, b in zip(params, params[1:], strict=False)), params
+    ratios = {name: size.params / _nominal(name) for name, size in SIZES.items()}
+    assert all(0.65 <= r <= 1.2 for r in ratios.values()), ratios
 
 
 def test_char_tokenizer_is_one_id_per_character(tmp_path: Path) -> None:

@@ -7,17 +7,17 @@ from typing import Any
 
 import pytest
 
-from tests.evaluation import tiny
+from tests import factories
 
 
 @pytest.fixture(scope="session")
 def bert_tok() -> Any:
-    return tiny.bert_tokenizer()
+    return factories.bert_tokenizer()
 
 
 @pytest.fixture(scope="session")
 def bpe_tok() -> Any:
-    return tiny.bpe_tokenizer()
+    return factories.bpe_tokenizer()
 
 
 @pytest.fixture(autouse=True)

@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.evaluation import tiny
+from tests import factories
 
-CONTRACT_KEYS = {"mac_ratio", "mac_ratio_model", "params_before", "params_after", "seconds", "artifact", "metrics"}
+CONTRACT_KEYS = {
+    "mac_ratio", "mac_ratio_model", "params_before", "params_after", "seconds", "artifact", "metrics"
+}
 
 
 def pare(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -21,18 +23,18 @@ def pare(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(scope="module")
 def llama_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tiny.save_tiny_llama(tmp_path_factory.mktemp("llama"))
+    return factories.save_tiny_llama(tmp_path_factory.mktemp("llama"))
 
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("data") / "corpus.txt"
-    path.write_text("\n".join(tiny.CORPUS * 40))
-    return path
+    return factories.write_corpus(tmp_path_factory.mktemp("data") / "corpus.txt", repeat=40)
 
 
 @pytest.mark.parametrize("method", ["id", "svd", "magnitude"])
-def test_compress_prints_the_contract_json_last(llama_model: Path, corpus: Path, tmp_path: Path, method: str) -> None:
+def test_compress_prints_the_contract_json_last(
+    llama_model: Path, corpus: Path, tmp_path: Path, method: str
+) -> None:
     out = tmp_path / "artifact"
     proc = pare("compress", "--model", str(llama_model), "--method", method, "--mac-target", "0.6",
                 "--calibration", str(corpus), "--num-samples", "8", "--seq-len", "32",
@@ -59,7 +61,8 @@ def test_bad_input_gets_one_clear_line_and_exit_2(llama_model: Path, corpus: Pat
     ]
     for extra, needle in cases:
         proc = pare("compress", "--model", str(llama_model), "--method", "id", "--calibration", str(corpus),
-                    "--num-samples", "4", "--seq-len", "16", "--out", str(tmp_path / "x"), *extra, cwd=tmp_path)
+                    "--num-samples", "4", "--seq-len", "16", "--out", str(tmp_path / "x"), *extra,
+                    cwd=tmp_path)
         assert proc.returncode == 2, proc.stderr
         assert needle in proc.stderr and "Traceback" not in proc.stderr
     proc = pare("compress", "--model", str(llama_model), "--method", "id", "--mac-target", "0.5",

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from core.macs import dense_shape
-from tests.engine.tiny import batches, tiny_model
+from tests.factories import batches, tiny_model
 from workers.compression.adapters import ModelAdapter
 from workers.compression.artifacts import load_compressed, save_compressed
 from workers.compression.calibration import Calibrator
@@ -55,7 +55,9 @@ class ArchitectureContract:
         model = copy.deepcopy(dense)
         report = compress(model, data, CompressionSpec(method, 1.0, L))
         assert report["macs"]["mac_ratio"] == pytest.approx(1.0)
-        torch.testing.assert_close(main_output(model, data[0]), main_output(dense, data[0]), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(
+            main_output(model, data[0]), main_output(dense, data[0]), atol=1e-5, rtol=1e-5
+        )
 
     @pytest.mark.parametrize("method", METHODS)
     def test_a_full_width_plan_leaves_every_block_unchanged(self, dense, data, method: str) -> None:
@@ -70,7 +72,9 @@ class ArchitectureContract:
             stats, outputs = calibrator.run(layer, inputs, impl.observed(layer))
             impl.compress_block(i, layer, stats, dense_shape(adapter.geometry))
             inputs = inputs.with_hidden(outputs)
-        torch.testing.assert_close(main_output(model, data[0]), main_output(dense, data[0]), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(
+            main_output(model, data[0]), main_output(dense, data[0]), atol=1e-5, rtol=1e-5
+        )
 
     @pytest.mark.parametrize("method", METHODS)
     @pytest.mark.parametrize("target", [0.5, 0.7])
@@ -89,7 +93,7 @@ class ArchitectureContract:
             compress(model, data, CompressionSpec("id", target, L))
             errors.append(relative_error(model, dense, data))
         assert errors[-1] < 1e-5
-        for smaller, larger in zip(errors, errors[1:]):
+        for smaller, larger in zip(errors, errors[1:], strict=False):
             assert larger <= smaller + 1e-6, errors
 
     def test_id_beats_magnitude_on_calibration_data(self, dense, data) -> None:
@@ -105,12 +109,15 @@ class ArchitectureContract:
         model = copy.deepcopy(dense)
         report = compress(model, data, CompressionSpec(method, 0.5, L))
         out = save_compressed(model, None, tmp_path / "artifact", report, source={"model_id": "tiny"})
-        assert sorted(p.name for p in out.iterdir()) == ["compression.json", "config.json", "model.safetensors"]
+        files = sorted(p.name for p in out.iterdir())
+        assert files == ["compression.json", "config.json", "model.safetensors"]
         loaded, _ = load_compressed(out, with_tokenizer=False)
         assert type(loaded) is type(model)
         for batch in data:
-            torch.testing.assert_close(main_output(loaded, batch), main_output(model, batch), atol=1e-5, rtol=0)
-        if hasattr(loaded, "generate") and loaded.config.architectures[0].endswith(("CausalLM", "LMHeadModel")):
+            got, want = main_output(loaded, batch), main_output(model, batch)
+            torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
+        causal = loaded.config.architectures[0].endswith(("CausalLM", "LMHeadModel"))
+        if hasattr(loaded, "generate") and causal:
             ids = data[0]["input_ids"][:1, :4]
             out = loaded.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=3, do_sample=False)
             assert out.shape == (1, 7)

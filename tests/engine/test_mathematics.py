@@ -10,7 +10,7 @@ import torch
 
 from core.errors import BudgetInfeasible, Cancelled, InvalidSpec, UnsupportedArchitecture
 from core.macs import Geometry, block_macs, dense_shape
-from tests.engine.tiny import batches, tiny_model
+from tests.factories import batches, tiny_model
 from workers.compression import budget, interpolative, lowrank
 from workers.compression.adapters import ModelAdapter
 from workers.compression.engine import CompressionSpec, compress
@@ -142,12 +142,13 @@ def test_padding_tokens_never_enter_the_statistics() -> None:
     data = batches(n=1, bs=4, seq=16)
     padded = copy.deepcopy(data)
     padded[0]["attention_mask"][1, 8:] = 0  # row 1 is only 8 tokens long ...
-    trimmed = [{"input_ids": data[0]["input_ids"][1:2, :8], "attention_mask": torch.ones(1, 8, dtype=torch.long)},
+    trimmed = [{"input_ids": data[0]["input_ids"][1:2, :8],
+                "attention_mask": torch.ones(1, 8, dtype=torch.long)},
                {k: v[[0, 2, 3]] for k, v in data[0].items()}]
     a, b = tiny_model("bert"), tiny_model("bert")
     compress(a, padded, CompressionSpec("id", 0.5, 16, {"allocation": "uniform"}))
     compress(b, trimmed, CompressionSpec("id", 0.5, 16, {"allocation": "uniform"}))
-    for (ka, va), (_, vb) in zip(a.state_dict().items(), b.state_dict().items()):
+    for (ka, va), (_, vb) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
         torch.testing.assert_close(va, vb, atol=1e-4, rtol=1e-4, msg=ka)
 
 
@@ -182,4 +183,6 @@ def test_ffn_pruning_is_exact_for_duplicated_neurons() -> None:
     assert model.encoder.layer[0].intermediate.dense.out_features == 32
     x = batches(n=1, seed=5)[0]
     with torch.no_grad():
-        torch.testing.assert_close(model(**x).last_hidden_state, dense(**x).last_hidden_state, atol=2e-4, rtol=1e-4)
+        torch.testing.assert_close(
+            model(**x).last_hidden_state, dense(**x).last_hidden_state, atol=2e-4, rtol=1e-4
+        )

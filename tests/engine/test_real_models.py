@@ -39,7 +39,9 @@ def _minilm_spearman(ctx: dict[str, Any], method: str, target: float, **params: 
 
 
 @pytest.mark.parametrize(("target", "floor"), [(0.7, 0.858), (0.5, 0.830)])
-def test_minilm_id_keeps_sts_b_and_beats_the_baselines(minilm: dict[str, Any], target: float, floor: float) -> None:
+def test_minilm_id_keeps_sts_b_and_beats_the_baselines(
+    minilm: dict[str, Any], target: float, floor: float
+) -> None:
     assert minilm["dense"] == pytest.approx(0.867, abs=0.002)
     id_score = _minilm_spearman(minilm, "id", target)
     assert id_score >= floor

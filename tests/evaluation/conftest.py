@@ -7,27 +7,27 @@ from pathlib import Path
 
 import pytest
 
-from tests.evaluation import tiny
+from tests import factories
 
 
 @pytest.fixture(scope="session")
 def llama_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tiny.save_tiny_llama(tmp_path_factory.mktemp("llama"))
+    return factories.save_tiny_llama(tmp_path_factory.mktemp("llama"))
 
 
 @pytest.fixture(scope="session")
 def gpt2_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tiny.save_tiny_gpt2(tmp_path_factory.mktemp("gpt2"))
+    return factories.save_tiny_gpt2(tmp_path_factory.mktemp("gpt2"))
 
 
 @pytest.fixture(scope="session")
 def bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tiny.save_tiny_bert(tmp_path_factory.mktemp("bert"))
+    return factories.save_tiny_bert(tmp_path_factory.mktemp("bert"))
 
 
 @pytest.fixture(scope="session")
 def bert_cls_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tiny.save_tiny_bert(tmp_path_factory.mktemp("bert_cls"), head=True)
+    return factories.save_tiny_bert(tmp_path_factory.mktemp("bert_cls"), head=True)
 
 
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
-import types
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +11,7 @@ from click.testing import CliRunner
 
 from cli.commands.evaluate import TASK_NAMES
 from cli.main import main
+from tests import factories
 from workers.evaluation import TASKS
 
 
@@ -22,9 +21,8 @@ def invoke(*args: str) -> Any:
 
 @pytest.fixture(scope="module")
 def text_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("cli") / "t.txt"
-    path.write_text("\n".join(f"line {i} of the quick brown fox and the lazy dog" for i in range(20)))
-    return path
+    lines = [f"line {i} of the quick brown fox and the lazy dog" for i in range(20)]
+    return factories.write_lines(tmp_path_factory.mktemp("cli") / "t.txt", lines)
 
 
 def test_task_names_match_the_registry() -> None:
@@ -114,41 +112,65 @@ def test_latency_against_a_baseline(bert_dir: Path) -> None:
     assert {"latency_ms", "throughput", "peak_memory_mb", "speedup", "baseline", "protocol"} <= set(payload)
 
 
-def test_compressed_artifact_uses_the_engine_loader_and_its_source(
-    bert_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.fixture(scope="module")
+def artifact(llama_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real artifact: the tiny Llama compressed to half its block MACs by the engine."""
+    out, report = factories.save_compressed_artifact(llama_dir, tmp_path_factory.mktemp("artifact") / "a")
+    assert report["params"]["after"] < report["params"]["before"]
+    return out
+
+
+def _perplexity(model_ref: str, text_file: Path) -> dict[str, Any]:
+    result = invoke("evaluate", "--model", model_ref, "--task", "perplexity", "--data", str(text_file),
+                    "--seq-len", "16", "--max-tokens", "64", "--device", "cpu", "--json")
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_compressed_artifact_is_evaluated_through_the_engine_loader(
+    artifact: Path, llama_dir: Path, text_file: Path
 ) -> None:
-    from workers.models import load_model
+    """`--model ARTIFACT` evaluates the compressed model that `load_compressed` rebuilds (the same
+    numbers as loading it in-process), not the dense source it came from."""
+    from workers.compression.artifacts import load_compressed
+    from workers.data import DataSource
+    from workers.evaluation import run_task
 
-    artifact = tmp_path / "artifact"
-    artifact.mkdir()
-    (artifact / "compression.json").write_text(json.dumps({"source": {"model_id": str(bert_dir)}}))
-    loaded: list[Path] = []
+    cli = _perplexity(str(artifact), text_file)
+    model, tokenizer = load_compressed(artifact)
+    direct = run_task("perplexity", model, tokenizer, data=DataSource.parse(str(text_file)),
+                      options={"seq_len": 16, "max_tokens": 64}, device="cpu")
+    assert cli["perplexity"] == pytest.approx(direct.metrics["perplexity"], rel=1e-6)
+    assert cli["token_accuracy"] == pytest.approx(direct.metrics["token_accuracy"], rel=1e-6)
+    assert cli["protocol"]["model"] == str(artifact) and cli["protocol"]["num_tokens"] == 64
+    dense = _perplexity(str(llama_dir), text_file)
+    # a random model is near-uniform either way (about 305 over ~300 tokens), but the dense one differs
+    # by ~5e-4 relative, far above the 1e-6 to which the same model reproduces
+    assert cli["perplexity"] != pytest.approx(dense["perplexity"], rel=2e-5)  # not the dense model
 
-    def load_compressed(path: Path) -> tuple[Any, Any]:
-        loaded.append(path)
-        return load_model(str(bert_dir))
 
-    fake = types.ModuleType("workers.compression.artifacts")
-    fake.load_compressed = load_compressed  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "workers.compression.artifacts", fake)
-    result = invoke(
-        "evaluate",
-        "--model",
-        str(artifact),
-        "--task",
-        "latency",
-        "--batch-size",
-        "1",
-        "--seq-len",
-        "4",
-        "--iters",
-        "2",
-        "--json",
-    )
+def test_compressed_artifact_latency_uses_its_source_as_the_baseline(artifact: Path, llama_dir: Path) -> None:
+    result = invoke("evaluate", "--model", str(artifact), "--task", "latency", "--batch-size", "1",
+                    "--seq-len", "4", "--iters", "2", "--json")
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout.strip().splitlines()[-1])
-    assert loaded == [artifact] and payload["protocol"]["baseline"] == str(bert_dir)
-    assert "speedup" in payload
+    assert payload["protocol"]["baseline"] == str(llama_dir)  # compression.json's source.model_id
+    assert payload["protocol"]["model"] == str(artifact)
+    assert payload["speedup"] > 0 and payload["baseline"]["latency_ms"] > 0
+
+
+def test_a_folder_with_a_foreign_compression_json_is_refused(artifact: Path, tmp_path: Path) -> None:
+    """The loader reads the manifest: an unknown format is a domain error (exit 2), not a load."""
+    fake = tmp_path / "fake"
+    fake.mkdir()
+    for path in artifact.iterdir():
+        (fake / path.name).write_bytes(path.read_bytes())
+    manifest = json.loads((fake / "compression.json").read_text())
+    (fake / "compression.json").write_text(json.dumps(manifest | {"format": "someone-else/9"}))
+    result = invoke("evaluate", "--model", str(fake), "--task", "latency", "--batch-size", "1",
+                    "--seq-len", "4", "--iters", "2", "--baseline", str(artifact))
+    assert result.exit_code == 2 and "someone-else/9" in result.stderr, result.output  # names the format
+    assert "Traceback" not in result.output and len(result.stderr.strip().splitlines()) == 1
 
 
 def test_models_inspect(bert_dir: Path) -> None:

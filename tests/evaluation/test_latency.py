@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.evaluation import tiny
+from tests import factories
 from workers.evaluation import compare_latency, run_task
 from workers.evaluation.latency import model_bytes
 from workers.models import load_model
@@ -28,7 +28,7 @@ def test_compare_reports_both_models_and_speedup(bert_dir: Path) -> None:
 def test_peak_memory_grows_with_the_activations(tmp_path: Path) -> None:
     from workers.evaluation.latency import peak_memory_mb, random_inputs
 
-    model, _ = load_model(str(tiny.save_tiny_bert(tmp_path / "m", layers=2, hidden=256)))
+    model, _ = load_model(str(factories.save_tiny_bert(tmp_path / "m", layers=2, hidden=256)))
     small = peak_memory_mb(model, random_inputs(model, batch_size=1, seq_len=8, seed=0))[0]
     large = peak_memory_mb(model, random_inputs(model, batch_size=16, seq_len=256, seed=0))[0]
     assert large - small > 8  # MiB: 16 x 256 x 256 float32 activations alone are 4 MiB each
@@ -46,7 +46,7 @@ def test_min_seconds_extends_the_run(bert_dir: Path, monkeypatch: pytest.MonkeyP
 
 def test_a_deeper_wider_model_is_measured_slower(bert_dir: Path, tmp_path: Path) -> None:
     small, _ = load_model(str(bert_dir))
-    big, _ = load_model(str(tiny.save_tiny_bert(tmp_path / "big", layers=6, hidden=256)))
+    big, _ = load_model(str(factories.save_tiny_bert(tmp_path / "big", layers=6, hidden=256)))
     result = compare_latency(big, small, batch_size=4, seq_len=64, warmup=1, iters=8, min_seconds=0.2)
     assert result["speedup"] > 1.5
     assert result["baseline"]["peak_memory_mb"] > result["compressed"]["peak_memory_mb"]

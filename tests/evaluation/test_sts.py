@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from core.errors import InvalidCalibrationData
-from tests.evaluation.tiny import CORPUS
+from tests.factories import CORPUS
 from workers.data import DataSource
 from workers.evaluation import run_task
 from workers.models import load_model

@@ -15,10 +15,10 @@ import httpx
 import psycopg
 import pytest
 
+from tests import factories
+from tests.factories import make_key
 from tests.service import helpers
-
-PG_ADMIN = os.environ.get("PARE_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
-REDIS_URL = os.environ.get("PARE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+from tests.service.helpers import PG_ADMIN, REDIS_URL
 
 
 def _create_db(name: str) -> str:
@@ -63,11 +63,11 @@ def hf_home(root: Path) -> Path:
     from workers.models import place_in_cache
 
     home = root / "hf"
-    tiny = helpers.make_tiny_bert(root / "src" / "tiny-bert")
-    auto, pkl = helpers.make_bad_models(root / "src", tiny, root / "SENTINEL")
-    place_in_cache(tiny, helpers.TINY_BERT, hf_home=home)
-    place_in_cache(auto, helpers.AUTO_MAP, hf_home=home)
-    place_in_cache(pkl, helpers.PICKLE_ONLY, hf_home=home)
+    tiny = factories.make_tiny_bert(root / "src" / "tiny-bert")
+    auto, pkl = factories.make_bad_models(root / "src", tiny, root / "SENTINEL")
+    place_in_cache(tiny, factories.TINY_BERT, hf_home=home)
+    place_in_cache(auto, factories.AUTO_MAP, hf_home=home)
+    place_in_cache(pkl, factories.PICKLE_ONLY, hf_home=home)
     return home
 
 
@@ -151,15 +151,6 @@ def worker(env: dict[str, str], root: Path) -> Iterator[None]:
     helpers.stop(proc)
 
 
-def make_key(settings, tenant: str) -> str:  # type: ignore[no-untyped-def]
-    from app.db.engine import session_scope
-    from app.services import keys
-
-    with session_scope(settings.database_url) as session:
-        _, key = keys.create_key(session, tenant_name=tenant)
-    return key
-
-
 @pytest.fixture(scope="session")
 def key_a(settings) -> str:  # type: ignore[no-untyped-def]
     return make_key(settings, f"tenant-a-{secrets.token_hex(3)}")
@@ -184,19 +175,4 @@ def client_b(api_url: str, key_b: str) -> Iterator[httpx.Client]:
 
 @pytest.fixture()
 def dataset_id(client_a: httpx.Client) -> str:
-    files = {"file": ("calib.jsonl", helpers.calibration_lines().encode())}
-    response = client_a.post("/v1/datasets", files=files)
-    assert response.status_code == 201, response.text
-    return response.json()["id"]
-
-
-def job_body(dataset: str, **overrides) -> dict:  # type: ignore[no-untyped-def, type-arg]
-    body = {
-        "model": {"id": helpers.TINY_BERT},
-        "method": {"name": "id"},
-        "target": {"mac_ratio": 0.5},
-        "calibration": {"dataset": dataset, "num_samples": 16, "max_seq_length": 32},
-        "evaluation": [],
-    }
-    body.update(overrides)
-    return body
+    return factories.upload_dataset(client_a, factories.calibration_lines().encode(), "calib.jsonl")

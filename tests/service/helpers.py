@@ -1,10 +1,9 @@
-"""Helpers for the service tests: tiny models in a temp HF cache, free ports, subprocess servers."""
+"""Machinery for the service tests: servers to talk to, free ports, subprocesses, waiting, job rows,
+problem responses, a fake clock. Test data (models, datasets, job requests) lives in tests/factories.py."""
 
 from __future__ import annotations
 
-import json
 import os
-import pickle
 import signal
 import socket
 import subprocess
@@ -16,74 +15,28 @@ import httpx
 
 REPO = Path(__file__).resolve().parents[2]
 PARE = [sys.executable, "-c", "from cli.main import main; main()"]
-TINY_BERT = "pare-test/tiny-bert"
-AUTO_MAP = "pare-test/auto-map"
-PICKLE_ONLY = "pare-test/pickle-only"
-WORDS = (
-    "the a is of and to in model data text compression layer head neuron rank budget small fast slow "
-    "good bad token sentence word cat dog runs jumps over under river mountain city light dark"
-).split()
+PG_ADMIN = os.environ.get("PARE_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("PARE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+PROBLEM = "application/problem+json"
+
+
+class FakeClock:
+    """A monotonic clock that moves only when told to (TtlCache's `clock` in the cache tests)."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
 
 
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def make_tiny_bert(dest: Path) -> Path:
-    """A random 2-layer BERT (hidden 32, 4 heads) with a word-level vocab, saved as safetensors."""
-    import torch
-    from transformers import BertConfig, BertModel, BertTokenizerFast
-
-    dest.mkdir(parents=True, exist_ok=True)
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, *"abcdefghijklmnopqrstuvwxyz"]
-    (dest / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    BertTokenizerFast(vocab_file=str(dest / "vocab.txt")).save_pretrained(dest)
-    config = BertConfig(
-        vocab_size=len(vocab),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=64,
-        max_position_embeddings=128,
-    )
-    torch.manual_seed(0)
-    BertModel(config).save_pretrained(dest)
-    return dest
-
-
-class _Sentinel:
-    """Unpickling this creates a file: proof that a pickle was opened."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-    def __reduce__(self) -> tuple[object, tuple[str, str]]:
-        return (open, (self.path, "w"))
-
-
-def make_bad_models(root: Path, tiny: Path, sentinel: Path) -> tuple[Path, Path]:
-    """A copy of tiny with auto_map in its config, and a folder with only a booby-trapped pickle."""
-    auto = root / "auto-map"
-    auto.mkdir(parents=True, exist_ok=True)
-    config = json.loads((tiny / "config.json").read_text())
-    (auto / "config.json").write_text(json.dumps(config | {"auto_map": {"AutoModel": "evil.EvilModel"}}))
-    (auto / "model.safetensors").write_bytes((tiny / "model.safetensors").read_bytes())
-    pkl = root / "pickle-only"
-    pkl.mkdir(parents=True, exist_ok=True)
-    (pkl / "config.json").write_text(json.dumps(config))
-    with (pkl / "pytorch_model.bin").open("wb") as fh:
-        pickle.dump(_Sentinel(str(sentinel)), fh)
-    return auto, pkl
-
-
-def calibration_lines(n: int = 64) -> str:
-    lines = []
-    for i in range(n):
-        words = [WORDS[(i * 7 + j * 3) % len(WORDS)] for j in range(6 + i % 5)]
-        lines.append(json.dumps({"text": " ".join(words)}))
-    return "\n".join(lines) + "\n"
 
 
 def start(cmd: list[str], *, env: dict[str, str], cwd: Path, log: Path) -> subprocess.Popen[bytes]:
@@ -183,3 +136,38 @@ class TcpProxy:
             except OSError:
                 pass
         self._conns.clear()
+
+
+def assert_problem(response: httpx.Response, status: int, field: str | None = None) -> dict:  # type: ignore[type-arg]
+    """An RFC 9457 problem response with this status (and this `field`, when given); returns its body."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith(PROBLEM)
+    body = response.json()
+    assert {"type", "title", "status", "detail"} <= body.keys() and body["status"] == status
+    if field is not None:
+        assert body.get("field") == field, body
+    return body
+
+
+def job_row(settings, job_id: str):  # type: ignore[no-untyped-def]
+    """The job's row as the database has it now."""
+    from app.db.engine import session_scope
+    from app.db.models import Job
+
+    with session_scope(settings.database_url) as session:
+        return session.get(Job, job_id)
+
+
+def expire_lease(settings, job_id: str) -> None:  # type: ignore[no-untyped-def]
+    """Move the job's lease a second into the past, as if its run stopped heartbeating long ago."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from app.db.engine import session_scope
+    from app.db.models import Job, utcnow
+
+    with session_scope(settings.database_url) as session:
+        session.execute(
+            update(Job).where(Job.id == job_id).values(lease_expires_at=utcnow() - timedelta(seconds=1))
+        )

@@ -7,20 +7,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests import factories
+from tests.factories import job_body
 from tests.service import helpers
-from tests.service.conftest import job_body
-
-PROBLEM = "application/problem+json"
-
-
-def assert_problem(response: httpx.Response, status: int, field: str | None = None) -> dict:  # type: ignore[type-arg]
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith(PROBLEM)
-    body = response.json()
-    assert {"type", "title", "status", "detail"} <= body.keys() and body["status"] == status
-    if field is not None:
-        assert body.get("field") == field, body
-    return body
+from tests.service.helpers import assert_problem
 
 
 def test_health_docs_capabilities_metrics(api_url: str, client_a: httpx.Client) -> None:
@@ -45,7 +35,7 @@ def test_auth_required(api_url: str) -> None:
 
 
 def test_estimate(client_a: httpx.Client) -> None:
-    body = {"model": {"id": helpers.TINY_BERT}, "target": {"mac_ratio": 0.5, "reference_seq_len": 64}}
+    body = {"model": {"id": factories.TINY_BERT}, "target": {"mac_ratio": 0.5, "reference_seq_len": 64}}
     response = client_a.post("/v1/estimates", json=body)
     assert response.status_code == 200, response.text
     estimate = response.json()
@@ -57,7 +47,7 @@ def test_estimate(client_a: httpx.Client) -> None:
 
 
 def test_upload_formats(client_a: httpx.Client) -> None:
-    ok = client_a.post("/v1/datasets", files={"file": ("c.jsonl", helpers.calibration_lines().encode())})
+    ok = client_a.post("/v1/datasets", files={"file": ("c.jsonl", factories.calibration_lines().encode())})
     assert ok.status_code == 201 and ok.json()["id"].startswith("ds_") and ok.json()["format"] == "jsonl"
     txt = client_a.post("/v1/datasets", files={"file": ("c.txt", b"hello world\nmore text\n")})
     assert txt.status_code == 201 and txt.json()["format"] == "txt"
@@ -105,7 +95,7 @@ def test_upload_size_capped_while_streaming(client_a: httpx.Client, settings, ro
         ({"model": {"id": "a/b/c"}}, "model.id"),
         ({"model": {"id": "org/na\x00me"}}, "model.id"),
         ({"model": {"id": "org/not-in-cache"}}, "model.id"),
-        ({"model": {"id": helpers.AUTO_MAP}}, "model.id"),
+        ({"model": {"id": factories.AUTO_MAP}}, "model.id"),
         ({"method": {"name": "prune-it"}}, "method.name"),
         ({"evaluation": [{"task": "vibes"}]}, "evaluation.0.task"),
         ({"surprise": 1}, "surprise"),
@@ -128,7 +118,7 @@ def test_missing_dataset_and_bad_refs(client_a: httpx.Client, dataset_id: str) -
 
 
 def test_pickle_only_refused_without_unpickling(client_a: httpx.Client, dataset_id: str, root: Path) -> None:
-    body = job_body(dataset_id, model={"id": helpers.PICKLE_ONLY})
+    body = job_body(dataset_id, model={"id": factories.PICKLE_ONLY})
     problem = assert_problem(client_a.post("/v1/jobs", json=body), 422, "model.id")
     assert problem["code"] == "model_refused"
     assert not (root / "SENTINEL").exists()

@@ -9,8 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.factories import job_body, make_key
 from tests.service import helpers
-from tests.service.conftest import job_body, make_key
 
 
 async def _burst(url: str, key: str, path: str, n: int) -> list[int | str]:
@@ -54,7 +54,10 @@ def test_revoked_key_stops_working_within_the_cache_ttl(settings) -> None:  # ty
         app = create_app(
             settings.model_copy(update={"key_cache_seconds": ttl}), dispatcher=NullDispatcher(), reaper=False
         )
+        clock = helpers.FakeClock()
         with TestClient(app) as client:
+            assert app.state.key_cache.ttl == ttl  # PARE_KEY_CACHE_SECONDS reaches the key cache
+            app.state.key_cache.clock = clock  # time moves only when the test says so
             headers = {"Authorization": f"Bearer {key}"}
             assert client.get("/v1/jobs", headers=headers).status_code == 200
             with session_scope(settings.database_url) as session:
@@ -64,7 +67,9 @@ def test_revoked_key_stops_working_within_the_cache_ttl(settings) -> None:  # ty
                 assert first == 401
                 continue
             assert first == 200  # cached for up to `ttl` seconds
-            time.sleep(ttl + 0.1)
+            clock.advance(ttl)
+            assert client.get("/v1/jobs", headers=headers).status_code == 200  # exactly ttl: still cached
+            clock.advance(0.01)
             assert client.get("/v1/jobs", headers=headers).status_code == 401
             # a key that never existed is refused even while another is cached
             wrong = {"Authorization": f"Bearer {key[:-4]}abcd"}

@@ -13,11 +13,17 @@ import pytest
 from sqlalchemy import select
 
 from app.db.engine import session_scope
-from app.db.models import Artifact, EvaluationResult
+from app.db.models import Artifact, EvaluationResult, JobEvent
+from tests.factories import insert_queued, job_body
 from tests.service import helpers
-from tests.service.conftest import job_body
+from tests.service.helpers import expire_lease, job_row
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
+# Seconds of latency measurement after the compression (at least min_seconds per model, both timed;
+# a forward of the tiny BERT at 8 x 64 tokens takes about 2 ms, so the 1000-iteration cap does not cut
+# it short): a run seen in the `compressing` stage stays in it that long, so a kill, a freeze or a
+# cancel sent then lands mid-job.
+MID_JOB_LATENCY = {"task": "latency", "seq_len": 64, "batch_size": 8, "min_seconds": 1.0}
 
 
 def follow(client: httpx.Client, job_id: str, timeout: float = 180) -> list[tuple[str, dict]]:  # type: ignore[type-arg]
@@ -93,12 +99,13 @@ def test_tiny_bert_end_to_end(
         assert all(r.storage_key.startswith(f"jobs/{job_id}/") for r in rows)
 
 
-def test_cancel_running_job_end_to_end(worker: None, client_a: httpx.Client, dataset_id: str) -> None:
+def test_cancel_running_job_end_to_end(
+    worker: None, client_a: httpx.Client, dataset_id: str, settings  # type: ignore[no-untyped-def]
+) -> None:
     """A running job asked to cancel goes `cancelling`, then `cancelled` at its next boundary."""
-    latency = {"task": "latency", "seq_len": 32, "batch_size": 2, "min_seconds": 3.0}
-    body = job_body(dataset_id, evaluation=[latency])  # seconds of latency measurement: time to cancel
+    body = job_body(dataset_id, evaluation=[MID_JOB_LATENCY])  # seconds of latency: time to cancel
     job_id = client_a.post("/v1/jobs", json=body).json()["id"]
-    helpers.wait_for(lambda: client_a.get(f"/v1/jobs/{job_id}").json()["status"] != "queued", timeout=120)
+    _wait_mid_job(settings, job_id)
     cancel = client_a.post(f"/v1/jobs/{job_id}/cancel")
     assert cancel.status_code == 200 and cancel.json()["status"] == "cancelling", cancel.text
     final = helpers.wait_for(
@@ -156,6 +163,47 @@ def test_minilm_sts_end_to_end(
     assert phases == {"baseline", "compressed"}
 
 
+def _events(settings, job_id: str) -> list[tuple[str, dict]]:  # type: ignore[no-untyped-def, type-arg]
+    with session_scope(settings.database_url) as session:
+        rows = session.scalars(select(JobEvent).where(JobEvent.job_id == job_id).order_by(JobEvent.seq)).all()
+        return [(r.type, r.data) for r in rows]
+
+
+def _wait_mid_job(settings, job_id: str, proc=None) -> object:  # type: ignore[no-untyped-def]
+    """Wait until the job's first run is in the compressing stage; returns that row. Fails (instead
+    of testing nothing) if the run is anywhere else by then: the worker died, or the job finished."""
+
+    def seen():  # type: ignore[no-untyped-def]
+        assert proc is None or proc.poll() is None, "the worker exited before the job got to compressing"
+        job = job_row(settings, job_id)
+        assert job.status in ("queued", "running"), (job.status, job.error_code, job.error_message)
+        return job if (job.progress or {}).get("stage") == "compressing" else None
+
+    job = helpers.wait_for(seen, timeout=120, interval=0.05)
+    assert job.status == "running" and job.attempt == 1, (job.status, job.attempt)
+    return job
+
+
+def _one_artifact_set(settings, job_id: str, fence: int) -> list[Artifact]:  # type: ignore[no-untyped-def]
+    """The job's artifact rows: one set, all under `fence`, each object in storage with its sha256,
+    and nothing else stored for the job (the killed or fenced-out run left no objects)."""
+    from app.storage import make_storage
+
+    with session_scope(settings.database_url) as session:
+        rows = session.scalars(select(Artifact).where(Artifact.job_id == job_id)).all()
+    names = [r.name for r in rows]
+    assert rows and len(set(names)) == len(names) and "config.json" in names, names
+    assert {r.storage_key for r in rows} == {f"jobs/{job_id}/{fence}/{r.name}" for r in rows}
+    storage = make_storage(settings)
+    for row in rows:
+        with storage.open_verified(row.storage_key, row.sha256):
+            pass
+    base = Path(settings.storage_url)
+    stored = {str(p.relative_to(base)) for p in (base / "jobs" / job_id).rglob("*") if p.is_file()}
+    assert stored == {r.storage_key for r in rows}
+    return rows
+
+
 def test_worker_killed_mid_job_is_rerun_once(
     env: dict[str, str],
     settings,
@@ -163,15 +211,13 @@ def test_worker_killed_mid_job_is_rerun_once(
     dataset_id: str,
     root: Path,
 ) -> None:
-    """kill -9 the worker while it runs a job; the reaper re-queues it; a second worker finishes it
-    (attempt 2, one set of artifacts whose sha256 matches storage)."""
+    """kill -9 the worker while its run is compressing; the reaper re-queues the job; a second
+    worker runs it to success: attempt 2, succeeded exactly once, one set of artifacts (the new
+    fence's) whose sha256 matches storage."""
     import signal
 
     from app.queue import CeleryDispatcher
     from app.services.reaper import reap_once
-    from app.storage import make_storage
-    from tests.service.test_jobs import _insert_queued
-    from tests.service.test_leases import _expire, _job
 
     own = settings.model_copy(update={"queue": f"{settings.queue}-kill"})
     own_env = env | {"PARE_QUEUE": own.queue}
@@ -180,34 +226,36 @@ def test_worker_killed_mid_job_is_rerun_once(
     first = helpers.start(command, env=own_env, cwd=root, log=first_log)
     try:
         helpers.wait_for(lambda: b"ready" in first_log.read_bytes(), timeout=60)
-        job_id = _insert_queued(settings, client_a, dataset_id)
+        job_id = insert_queued(settings, client_a, dataset_id, evaluation=[MID_JOB_LATENCY])
         CeleryDispatcher(own).publish(job_id)
-        helpers.wait_for(lambda: _job(settings, job_id).status != "queued", timeout=60, interval=0.05)
+        seen = _wait_mid_job(settings, job_id, first)
         os.killpg(first.pid, signal.SIGKILL)
         first.wait(timeout=10)
     finally:
         helpers.stop(first)
-    assert _job(settings, job_id).status == "running", "the job finished before the kill; nothing to test"
-    _expire(settings, job_id)
+    killed = job_row(settings, job_id)  # the kill landed mid-run: nothing after `compressing` was written
+    assert (killed.status, killed.attempt, killed.fence, killed.progress["stage"]) == (
+        "running", 1, seen.fence, "compressing"
+    )
+    assert killed.results is None and not (Path(settings.storage_url) / "jobs" / job_id).exists()
+    expire_lease(settings, job_id)
     assert job_id in reap_once(settings=own, dispatcher=CeleryDispatcher(own)).requeued
+    assert (job_row(settings, job_id).status, job_row(settings, job_id).attempt) == ("queued", 1)
     second_log = root / "kill-worker-2.log"
     second = helpers.start(command, env=own_env, cwd=root, log=second_log)
     try:
         job = helpers.wait_for(
-            lambda: (j := _job(settings, job_id)).status in TERMINAL and j, timeout=180, interval=0.5
+            lambda: (j := job_row(settings, job_id)).status in TERMINAL and j, timeout=180, interval=0.5
         )
     finally:
         helpers.stop(second)
     assert job.status == "succeeded", (job.error_code, job.error_message)
-    assert job.attempt == 2
-    storage = make_storage(settings)
-    with session_scope(settings.database_url) as session:
-        rows = session.scalars(select(Artifact).where(Artifact.job_id == job_id)).all()
-    assert rows and len({r.name for r in rows}) == len(rows)
-    assert {r.storage_key.split("/")[2] for r in rows} == {str(job.fence)}
-    for row in rows:
-        with storage.open_verified(row.storage_key, row.sha256):
-            pass
+    assert job.attempt == 2 and job.fence != seen.fence and job.results["mac_ratio"] <= 0.5
+    types = [t for t, _ in _events(settings, job_id)]
+    assert [d["attempt"] for t, d in _events(settings, job_id) if t == "job.running"] == [1, 2]
+    assert types.count("job.requeued") == 1 and types.count("job.succeeded") == 1
+    assert types.index("job.requeued") < types.index("job.succeeded")
+    _one_artifact_set(settings, job_id, job.fence)
 
 
 def test_frozen_worker_is_fenced_out(
@@ -217,14 +265,12 @@ def test_frozen_worker_is_fenced_out(
     dataset_id: str,
     root: Path,
 ) -> None:
-    """SIGSTOP a worker mid-job past its lease; the reaper re-queues, a second worker wins; when the
-    frozen one resumes, its writes change nothing and it leaves no objects behind."""
+    """SIGSTOP a worker while its run is compressing, past its lease; the reaper re-queues, a second
+    worker wins; when the frozen one resumes, its writes change nothing and it leaves no objects."""
     import signal
 
     from app.queue import CeleryDispatcher
     from app.services.reaper import reap_once
-    from tests.service.test_jobs import _insert_queued
-    from tests.service.test_leases import _expire, _job
 
     own = settings.model_copy(update={"queue": f"{settings.queue}-freeze"})
     own_env = env | {"PARE_QUEUE": own.queue}
@@ -233,32 +279,32 @@ def test_frozen_worker_is_fenced_out(
     frozen = helpers.start(command, env=own_env, cwd=root, log=frozen_log)
     try:
         helpers.wait_for(lambda: b"ready" in frozen_log.read_bytes(), timeout=60)
-        latency = {"task": "latency", "seq_len": 32, "batch_size": 2, "min_seconds": 2.0}
-        job_id = _insert_queued(settings, client_a, dataset_id, evaluation=[latency])
+        job_id = insert_queued(settings, client_a, dataset_id, evaluation=[MID_JOB_LATENCY])
         CeleryDispatcher(own).publish(job_id)
-        helpers.wait_for(lambda: (_job(settings, job_id).progress or {}).get("stage") != "queued", timeout=60)
+        stale = _wait_mid_job(settings, job_id, frozen)
         os.killpg(frozen.pid, signal.SIGSTOP)
-        stale_fence = _job(settings, job_id).fence
-        _expire(settings, job_id)
+        assert job_row(settings, job_id).status == "running"  # frozen mid-run, not after it
+        expire_lease(settings, job_id)
         assert job_id in reap_once(settings=own, dispatcher=CeleryDispatcher(own)).requeued
         winner = helpers.start(command, env=own_env, cwd=root, log=winner_log)
         try:
             job = helpers.wait_for(
-                lambda: (j := _job(settings, job_id)).status in TERMINAL and j, timeout=180, interval=0.5
+                lambda: (j := job_row(settings, job_id)).status in TERMINAL and j, timeout=180, interval=0.5
             )
         finally:
             helpers.stop(winner)
         assert job.status == "succeeded" and job.attempt == 2, (job.error_code, job.error_message)
+        events_before = _events(settings, job_id)
         os.killpg(frozen.pid, signal.SIGCONT)
         helpers.wait_for(lambda: b"lease lost" in frozen_log.read_bytes(), timeout=30)
         helpers.wait_for(lambda: b"succeeded" in frozen_log.read_bytes(), timeout=60)  # its task returned
     finally:
         os.killpg(frozen.pid, signal.SIGCONT)
         helpers.stop(frozen)
-    after = _job(settings, job_id)
-    assert (after.status, after.fence, after.results) == ("succeeded", job.fence, job.results)
-    objects = [p for p in (Path(settings.storage_url) / "jobs" / job_id).rglob("*") if p.is_file()]
-    assert objects and {p.relative_to(Path(settings.storage_url)).parts[2] for p in objects} == {
-        str(job.fence)
-    }
-    assert str(stale_fence) != str(job.fence)
+    after = job_row(settings, job_id)
+    assert (after.status, after.fence, after.attempt) == ("succeeded", job.fence, 2)
+    assert after.results == job.results
+    assert stale.fence != job.fence
+    assert _events(settings, job_id) == events_before  # the stale run appended nothing
+    assert [t for t, _ in events_before].count("job.succeeded") == 1
+    _one_artifact_set(settings, job_id, job.fence)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 
+from tests import factories
 from tests.service import helpers
 
 
@@ -57,7 +58,7 @@ def test_embedded_serve_keys_and_client(tmp_path: Path, hf_home: Path) -> None:
 
         client_env = env | {"PARE_API_URL": url, "PARE_API_KEY": new_key}
         calib = tmp_path / "calib.jsonl"
-        calib.write_text(helpers.calibration_lines())
+        calib.write_text(factories.calibration_lines())
         dataset = (
             _pare(["datasets", "upload", str(calib)], cwd=tmp_path, env=client_env).strip().splitlines()[-1]
         )
@@ -67,7 +68,7 @@ def test_embedded_serve_keys_and_client(tmp_path: Path, hf_home: Path) -> None:
                 "jobs",
                 "submit",
                 "--model",
-                helpers.TINY_BERT,
+                factories.TINY_BERT,
                 "--mac-ratio",
                 "0.5",
                 "--calibration",

@@ -13,8 +13,8 @@ from app.db.engine import session_scope
 from app.db.jobstate import claim_job
 from app.db.models import Artifact, Job
 from app.storage import make_storage
-from tests.service.conftest import job_body, make_key
-from tests.service.test_api import assert_problem
+from tests.factories import insert_queued, job_body, make_key
+from tests.service.helpers import assert_problem
 
 
 def test_submit_shows_job_and_location(client_a: httpx.Client, dataset_id: str) -> None:
@@ -88,33 +88,16 @@ def test_pagination_and_filters(api_url: str, settings) -> None:  # type: ignore
         assert_problem(client.get("/v1/jobs", params={"limit": 0}), 422, "limit")
 
 
-def _insert_queued(settings, client: httpx.Client, dataset: str, **overrides) -> str:  # type: ignore[no-untyped-def]
-    """A job inserted through the service layer without publishing it (no worker will take it)."""
-    from app.schemas import JobRequest
-    from app.services import jobs
-    from app.services.keys import authenticate
-
-    with session_scope(settings.database_url) as session:
-        tenant = authenticate(session, key=client.headers["authorization"].split()[1])
-        job = jobs.create_job(
-            session,
-            tenant_id=tenant.id,
-            request=JobRequest.model_validate(job_body(dataset, **overrides)),
-            settings=settings,
-        )
-        return job.id
-
-
 def test_cancel_queued_and_running(client_a: httpx.Client, dataset_id: str, settings) -> None:  # type: ignore[no-untyped-def]
     from app.db.jobstate import job_state
     from workers.tasks import CancelCheck
 
-    queued = _insert_queued(settings, client_a, dataset_id)
+    queued = insert_queued(settings, client_a, dataset_id)
     cancelled = client_a.post(f"/v1/jobs/{queued}/cancel")
     assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
     assert_problem(client_a.post(f"/v1/jobs/{queued}/cancel"), 409)
 
-    running = _insert_queued(settings, client_a, dataset_id)
+    running = insert_queued(settings, client_a, dataset_id)
     with session_scope(settings.database_url) as session:
         claim = claim_job(session, job_id=running, owner="test", lease_seconds=30)
     assert claim is not None
@@ -134,7 +117,7 @@ def test_cancel_queued_and_running(client_a: httpx.Client, dataset_id: str, sett
 
 def _fake_succeeded_job(settings, client: httpx.Client, dataset: str, payload: bytes) -> tuple[str, str]:  # type: ignore[no-untyped-def]
     """A job marked succeeded with one stored artifact (what the worker writes), for download tests."""
-    job_id = _insert_queued(settings, client, dataset)
+    job_id = insert_queued(settings, client, dataset)
     storage = make_storage(settings)
     src = Path(settings.work_dir) / f"{job_id}.safetensors"
     src.parent.mkdir(parents=True, exist_ok=True)

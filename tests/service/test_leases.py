@@ -15,8 +15,8 @@ from app.db.jobstate import append_event, claim_job, finish_job, heartbeat, reco
 from app.db.models import Job, utcnow
 from app.queue import CeleryDispatcher
 from app.services.reaper import reap_once
-from tests.service.conftest import REDIS_URL, make_key
-from tests.service.test_jobs import _insert_queued
+from tests.factories import insert_queued, make_key, upload_dataset
+from tests.service.helpers import REDIS_URL, TcpProxy, expire_lease, free_port, job_row
 
 
 def _client(api_url: str, settings) -> httpx.Client:  # type: ignore[no-untyped-def]
@@ -29,24 +29,12 @@ def _idle(settings):  # type: ignore[no-untyped-def]
     return settings.model_copy(update={"queue": f"{settings.queue}-idle"})
 
 
-def _expire(settings, job_id: str) -> None:  # type: ignore[no-untyped-def]
-    with session_scope(settings.database_url) as session:
-        session.execute(
-            update(Job).where(Job.id == job_id).values(lease_expires_at=utcnow() - timedelta(seconds=1))
-        )
-
-
-def _job(settings, job_id: str) -> Job:  # type: ignore[no-untyped-def]
-    with session_scope(settings.database_url) as session:
-        return session.get(Job, job_id)
-
-
 def test_duplicate_delivery_claims_once(api_url: str, settings) -> None:  # type: ignore[no-untyped-def]
     from workers.tasks import execute_job
 
     with _client(api_url, settings) as client:
-        ds = client.post("/v1/datasets", files={"file": ("c.txt", b"text\n")}).json()["id"]
-        job_id = _insert_queued(settings, client, ds)
+        ds = upload_dataset(client)
+        job_id = insert_queued(settings, client, ds)
     results: list[object] = []
 
     def claim() -> None:
@@ -60,24 +48,24 @@ def test_duplicate_delivery_claims_once(api_url: str, settings) -> None:  # type
         t.join()
     assert sum(r is not None for r in results) == 1
     assert execute_job(job_id=job_id, settings=settings) == "skipped"  # a redelivered message does nothing
-    job = _job(settings, job_id)
+    job = job_row(settings, job_id)
     assert job.status == "running" and job.attempt == 1
 
 
 def test_reaper_requeues_then_fails_worker_lost(api_url: str, settings) -> None:  # type: ignore[no-untyped-def]
     dispatcher = CeleryDispatcher(_idle(settings))
     with _client(api_url, settings) as client:
-        ds = client.post("/v1/datasets", files={"file": ("c.txt", b"text\n")}).json()["id"]
-        job_id = _insert_queued(settings, client, ds)
+        ds = upload_dataset(client)
+        job_id = insert_queued(settings, client, ds)
         for attempt in range(1, settings.max_attempts + 1):
             with session_scope(settings.database_url) as session:
                 claim = claim_job(session, job_id=job_id, owner=f"w{attempt}", lease_seconds=30)
             assert claim is not None and claim.attempt == attempt
-            _expire(settings, job_id)
+            expire_lease(settings, job_id)
             report = reap_once(settings=settings, dispatcher=dispatcher)
             if attempt < settings.max_attempts:
                 assert job_id in report.requeued
-                assert _job(settings, job_id).status == "queued"
+                assert job_row(settings, job_id).status == "queued"
                 # the stale run's writes change nothing
                 with session_scope(settings.database_url) as session:
                     assert not heartbeat(session, claim=claim, lease_seconds=30)
@@ -86,7 +74,7 @@ def test_reaper_requeues_then_fails_worker_lost(api_url: str, settings) -> None:
                     assert not finish_job(session, claim=claim, status="succeeded", results={"x": 1})
             else:
                 assert job_id in report.failed
-        job = _job(settings, job_id)
+        job = job_row(settings, job_id)
         assert (
             job.status == "failed"
             and job.error_code == "worker_lost"
@@ -103,8 +91,8 @@ def test_reaper_republishes_jobs_the_broker_lost(api_url: str, settings) -> None
     r = redis.Redis.from_url(REDIS_URL)
     queue_key = f"{settings.broker_key_prefix}{_idle(settings).queue}"
     with _client(api_url, settings) as client:
-        ds = client.post("/v1/datasets", files={"file": ("c.txt", b"text\n")}).json()["id"]
-        job_id = _insert_queued(settings, client, ds)  # never published: as if Redis lost it
+        ds = upload_dataset(client)
+        job_id = insert_queued(settings, client, ds)  # never published: as if Redis lost it
     with session_scope(settings.database_url) as session:
         session.execute(
             update(Job).where(Job.id == job_id).values(published_at=utcnow() - timedelta(hours=1))
@@ -120,24 +108,23 @@ def test_reaper_republishes_jobs_the_broker_lost(api_url: str, settings) -> None
 
 def test_expired_cancelling_job_becomes_cancelled(api_url: str, settings) -> None:  # type: ignore[no-untyped-def]
     with _client(api_url, settings) as client:
-        ds = client.post("/v1/datasets", files={"file": ("c.txt", b"text\n")}).json()["id"]
-        job_id = _insert_queued(settings, client, ds)
+        ds = upload_dataset(client)
+        job_id = insert_queued(settings, client, ds)
         with session_scope(settings.database_url) as session:
             assert claim_job(session, job_id=job_id, owner="w", lease_seconds=30)
         assert client.post(f"/v1/jobs/{job_id}/cancel").json()["status"] == "cancelling"
-        _expire(settings, job_id)
+        expire_lease(settings, job_id)
         assert job_id in reap_once(settings=settings, dispatcher=CeleryDispatcher(_idle(settings))).cancelled
         assert client.get(f"/v1/jobs/{job_id}").json()["status"] == "cancelled"
 
 
 def test_terminal_write_survives_a_database_outage(api_url: str, settings) -> None:  # type: ignore[no-untyped-def]
     """The database is unreachable when the run finishes; the write is retried until it is back."""
-    from tests.service.helpers import TcpProxy, free_port
     from workers.tasks import _finish
 
     with _client(api_url, settings) as client:
-        ds = client.post("/v1/datasets", files={"file": ("c.txt", b"text\n")}).json()["id"]
-        job_id = _insert_queued(settings, client, ds)
+        ds = upload_dataset(client)
+        job_id = insert_queued(settings, client, ds)
     with session_scope(settings.database_url) as session:
         claim = claim_job(session, job_id=job_id, owner="w", lease_seconds=30)
     port = free_port()
@@ -150,4 +137,4 @@ def test_terminal_write_survives_a_database_outage(api_url: str, settings) -> No
         assert _finish(proxied, claim, "cancelled")
     finally:
         proxy.stop()
-    assert _job(settings, job_id).status == "cancelled"
+    assert job_row(settings, job_id).status == "cancelled"

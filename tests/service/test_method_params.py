@@ -5,10 +5,9 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.service import helpers
-from tests.service.conftest import job_body
-
-PROBLEM = "application/problem+json"
+from tests import factories
+from tests.factories import job_body
+from tests.service.helpers import PROBLEM
 
 
 def _jobs(client: httpx.Client) -> list[str]:
@@ -65,7 +64,7 @@ def test_good_params_are_accepted_and_echoed(client_a: httpx.Client, dataset_id:
 
 
 def test_estimates_validate_params_too(client_a: httpx.Client) -> None:
-    body = {"model": {"id": helpers.TINY_BERT}, "method": {"name": "svd", "params": {"rank": 3}},
+    body = {"model": {"id": factories.TINY_BERT}, "method": {"name": "svd", "params": {"rank": 3}},
             "target": {"mac_ratio": 0.5}}
     response = client_a.post("/v1/estimates", json=body)
     assert response.status_code == 422 and response.json()["field"] == "method.params.rank", response.text

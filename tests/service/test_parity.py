@@ -21,6 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests import factories
 from tests.service import helpers
 
 TINY_LLAMA = "pare-test/tiny-llama"
@@ -31,25 +32,13 @@ SEED = 3
 PPL_SEQ_LEN = 32
 
 
-def _text(n_lines: int, offset: int) -> str:
-    """Deterministic lines of the tiny BPE tokenizer's corpus words (so they tokenize compactly)."""
-    from tests.evaluation.tiny import WORDS
-
-    lines = []
-    for i in range(n_lines):
-        words = [WORDS[(offset + i * 5 + j * 7) % len(WORDS)] for j in range(8 + i % 6)]
-        lines.append(" ".join(words) + ".")
-    return "\n".join(lines) + "\n"
-
-
 @pytest.fixture(scope="module")
 def llama_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A temporary HF cache holding a tiny random Llama under TINY_LLAMA."""
-    from tests.evaluation.tiny import save_tiny_llama
     from workers.models import place_in_cache
 
     root = tmp_path_factory.mktemp("parity")
-    src = save_tiny_llama(root / "src" / "tiny-llama")
+    src = factories.save_tiny_llama(root / "src" / "tiny-llama")
     home = root / "hf"
     place_in_cache(src, TINY_LLAMA, hf_home=home)
     return home
@@ -131,8 +120,8 @@ def _run_cli(env: dict[str, str], calib: Path, evaltext: Path, out: Path, cwd: P
 def test_api_job_and_cli_give_the_same_numbers(tmp_path: Path, llama_home: Path) -> None:
     env = _env(llama_home)
     calib, evaltext = tmp_path / "calib.txt", tmp_path / "eval.txt"
-    calib.write_text(_text(60, 0))
-    evaltext.write_text(_text(30, 11))
+    factories.write_lines(calib, factories.word_lines(60, offset=0))  # the tiny BPE's corpus words
+    factories.write_lines(evaltext, factories.word_lines(30, offset=11))
 
     serve_dir = tmp_path / "serve"
     serve_dir.mkdir()

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -44,21 +43,66 @@ print("done", flush=True)
 """
 
 
+def _writer(store: Path, src: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(store), str(src)], cwd=helpers.REPO, stdout=subprocess.PIPE
+    )
+
+
+def _temps(store: Path) -> list[Path]:
+    return sorted(store.glob(".obj.bin.*"))
+
+
 def test_killed_writer_leaves_nothing_or_everything(tmp_path: Path) -> None:
-    src = tmp_path / "big.bin"
-    src.write_bytes(os.urandom(24 * 1024 * 1024))
-    expected = hashlib.sha256(src.read_bytes()).hexdigest()
+    """The writer reads its source from a FIFO, so the test decides where it stops: it is killed
+    with part of the object written to its temporary file (seen on disk), every time."""
+    from app.storage import CHUNK
+
     store = tmp_path / "store"
-    for i in range(5):
-        proc = subprocess.Popen([sys.executable, "-c", WRITER, str(store), str(src)], cwd=helpers.REPO)
-        time.sleep(0.3 + 0.15 * i)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        target = store / "obj.bin"
-        if target.exists():
-            assert hashlib.sha256(target.read_bytes()).hexdigest() == expected
-        for leftover in store.glob(".obj.bin.*"):
+    old = os.urandom(CHUNK)
+    new = os.urandom(6 * CHUNK)
+    for previous in (None, old):  # no object yet, then an older version to keep intact
+        if previous is not None:
+            store.mkdir(exist_ok=True)
+            (store / "obj.bin").write_bytes(previous)
+        fifo = tmp_path / f"src-{previous is None}.fifo"
+        os.mkfifo(fifo)
+        proc = _writer(store, fifo)
+        try:
+            with fifo.open("wb") as feed:
+                feed.write(new[: 3 * CHUNK])  # half the object; the writer then blocks on the FIFO
+                feed.flush()
+                torn = helpers.wait_for(
+                    lambda: [t for t in _temps(store) if t.stat().st_size >= 2 * CHUNK],
+                    timeout=30,
+                    interval=0.01,
+                )
+                proc.send_signal(signal.SIGKILL)  # mid-copy: the FIFO is still open, no EOF yet
+                assert proc.wait(timeout=10) == -signal.SIGKILL
+        except BrokenPipeError:
+            pass
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        assert 0 < torn[0].stat().st_size < len(new)  # the kill landed mid-write
+        if previous is None:
+            assert not (store / "obj.bin").exists()  # nothing under the final name
+        else:
+            assert (store / "obj.bin").read_bytes() == previous  # the old version, whole
+        assert [p.name for p in store.iterdir() if not p.name.startswith(".obj.bin.")] == (
+            [] if previous is None else ["obj.bin"]
+        )
+        for leftover in _temps(store):
             leftover.unlink()  # torn temp files never carry the final name
+
+    # the same writer given the whole source replaces the object with all of it, and no temp is left
+    src = tmp_path / "src.bin"
+    src.write_bytes(new)
+    proc = _writer(store, src)
+    assert proc.communicate(timeout=60)[0].strip() == b"done" and proc.returncode == 0
+    assert hashlib.sha256((store / "obj.bin").read_bytes()).hexdigest() == hashlib.sha256(new).hexdigest()
+    assert _temps(store) == []
 
 
 def test_s3_storage_on_moto(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

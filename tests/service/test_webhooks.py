@@ -15,7 +15,7 @@ from sqlalchemy import select
 from app.db.engine import session_scope
 from app.db.models import Job, JobEvent, Tenant
 from app.services import webhooks
-from tests.service.conftest import job_body, make_key
+from tests.factories import insert_queued, job_body, make_key, upload_dataset
 
 
 class Receiver(BaseHTTPRequestHandler):
@@ -39,10 +39,8 @@ def test_signed_retried_recorded(api_url: str, settings) -> None:  # type: ignor
     key = make_key(settings, f"hooks-{secrets.token_hex(3)}")
     try:
         with httpx.Client(base_url=api_url, headers={"Authorization": f"Bearer {key}"}, timeout=30) as client:
-            ds = client.post("/v1/datasets", files={"file": ("c.txt", b"text\n")}).json()["id"]
-            from tests.service.test_jobs import _insert_queued
-
-            job_id = _insert_queued(settings, client, ds)
+            ds = upload_dataset(client)
+            job_id = insert_queued(settings, client, ds)
             with session_scope(settings.database_url) as session:
                 job = session.get(Job, job_id)
                 job.request = job_body(ds) | {"webhook": {"url": url, "events": ["cancelled"]}}

@@ -10,12 +10,12 @@ one), or a factorised `nn.Sequential(Linear(n→r, no bias), Linear(r→m))`.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
 
-from core.archs import ArchSpec, get_spec
+from core.archs import ArchSpec, fused_qkv_kv_heads, get_spec
 from core.errors import UnsupportedArchitecture
 from core.macs import BlockShape, Geometry
 
@@ -28,7 +28,7 @@ def set_module(root: nn.Module, path: str, module: nn.Module) -> None:
 def linear_dims(module: nn.Module) -> tuple[int, int, int | None]:
     """(out_features, in_features, rank or None) of a Linear or a factorised pair."""
     if isinstance(module, nn.Sequential):
-        first, second = module[0], module[1]
+        first, second = cast(nn.Linear, module[0]), cast(nn.Linear, module[1])
         return second.out_features, first.in_features, first.out_features
     if isinstance(module, nn.Linear):
         return module.out_features, module.in_features, None
@@ -39,11 +39,11 @@ class ModelAdapter:
     """One model seen through its `ArchSpec`."""
 
     def __init__(self, model: nn.Module) -> None:
-        config = model.config
+        config: Any = model.config
         self.model = model
-        self.spec: ArchSpec = get_spec(config.model_type)
+        self.spec: ArchSpec = get_spec(str(config.model_type))
         self.geometry = Geometry.from_config(config.to_dict())
-        base = model.base_model
+        base = cast(nn.Module, model.base_model)
         self.base_prefix = _prefix_of(model, base)
         self.layers_path = f"{self.base_prefix}{self.spec.layers}"
 
@@ -56,6 +56,13 @@ class ModelAdapter:
 
     def linear(self, layer: nn.Module, name: str) -> nn.Module:
         return layer.get_submodule(self.spec.linears[name])
+
+    def weight(self, layer: nn.Module, name: str) -> torch.Tensor:
+        """The weight (out × in) of a dense block Linear."""
+        module = self.linear(layer, name)
+        if not isinstance(module, nn.Linear):
+            raise TypeError(f"{name} is not a dense Linear: {type(module).__name__}")
+        return module.weight
 
     def set_linear(self, layer: nn.Module, name: str, module: nn.Module) -> None:
         set_module(layer, self.spec.linears[name], module)
@@ -73,8 +80,8 @@ class ModelAdapter:
         g = self.geometry
         dims = {name: linear_dims(self.linear(layer, name)) for name in self.spec.linears}
         heads = dims["o"][1] // g.head_dim
-        if "qkv" in dims:
-            kv = (dims["qkv"][0] - heads * g.head_dim) // (2 * g.head_dim)
+        if self.spec.fused_qkv:
+            kv = fused_qkv_kv_heads(dims["qkv"][0], heads, g.head_dim)
         else:
             kv = dims["k"][0] // g.head_dim
         ranks = {name: r for name, (_, _, r) in dims.items() if r is not None}
@@ -117,18 +124,27 @@ def _prefix_of(model: nn.Module, base: nn.Module) -> str:
 
 
 def _conv1d_to_linear(conv: nn.Module) -> nn.Linear:
-    weight = conv.weight  # (in, out)
-    linear = nn.Linear(weight.shape[0], weight.shape[1], bias=conv.bias is not None)
+    weight = cast(torch.Tensor, conv.weight)  # (in, out)
+    bias = cast("torch.Tensor | None", conv.bias)
+    linear = nn.Linear(weight.shape[0], weight.shape[1], bias=bias is not None)
     linear = linear.to(device=weight.device, dtype=weight.dtype)
     with torch.no_grad():
         linear.weight.copy_(weight.t())
-        if conv.bias is not None:
-            linear.bias.copy_(conv.bias)
+        if bias is not None:
+            linear.bias.copy_(bias)
     return linear
 
 
+# The kinds of block Linear a manifest entry may describe, and the keys (besides "type") each has.
+MODULE_KINDS: dict[str, frozenset[str]] = {
+    "linear": frozenset({"in", "out", "bias"}),
+    "lowrank": frozenset({"in", "out", "bias", "rank"}),
+}
+
+
 def build_linear(entry: dict[str, Any], dtype: torch.dtype) -> nn.Module:
-    """An uninitialised module of the kind and shape a manifest entry describes."""
+    """An uninitialised module of the kind and shape a manifest entry describes (on the default
+    device: the loader builds on the meta device)."""
     if entry["type"] == "linear":
         return nn.Linear(entry["in"], entry["out"], bias=entry["bias"], dtype=dtype)
     if entry["type"] == "lowrank":

@@ -3,9 +3,16 @@
 compression.json holds the method and its parameters, per-layer kept heads and neurons or
 ranks, MAC and parameter accounting, the source model and revision, the calibration
 fingerprint, library versions, and `structure`: the kind and shape of every block Linear plus
-the head-count attributes of each attention module. `load_compressed` builds the dense model
-of the same transformers class from config.json, rebuilds the shapes from `structure`, then
-loads the weights: no pickle, no remote code.
+the head-count attributes of each attention module.
+
+`load_compressed` trusts nothing it reads: the format version must be this one; the class must
+be a transformers model class of config.json's model_type; every module path in `structure`
+must be a block Linear of that architecture's `ArchSpec` (`<layers>.<i>.<linear>`, i below the
+number of layers), of a known kind with positive integer sizes, and every attribute a head count
+the spec sets, equal to what the shapes imply (`InvalidArtifact` otherwise). The model is built
+on the meta device, so no random dense copy is ever allocated; the weights are then assigned
+straight from model.safetensors (no pickle, no remote code), tied weights re-tied, and the
+non-persistent buffers (rotary frequencies, position ids) rebuilt by the model's own initialiser.
 """
 
 from __future__ import annotations
@@ -15,15 +22,17 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 import transformers
-from safetensors.torch import load_model, save_model
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_model
 from torch import nn
 
-from core.errors import ModelRefused
-from workers.compression.adapters import ModelAdapter, build_linear, set_module
+from core.errors import InvalidArtifact, ModelRefused, UnsupportedArchitecture
+from core.macs import linear_shapes
+from workers.compression.adapters import MODULE_KINDS, ModelAdapter, build_linear, linear_dims, set_module
 
 FORMAT = "pare.compressed/1"
 MANIFEST = "compression.json"
@@ -56,7 +65,7 @@ def save_compressed(
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        model.config.save_pretrained(tmp)
+        cast(Any, model).config.save_pretrained(tmp)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
         save_model(model, str(tmp / WEIGHTS), metadata={"format": "pt", "pare_format": FORMAT})
@@ -87,17 +96,21 @@ def _fsync(path: Path) -> None:
 
 
 def read_manifest(path: str | Path) -> dict[str, Any]:
-    manifest = json.loads((Path(path) / MANIFEST).read_text())
-    if manifest.get("format") != FORMAT:
-        raise ModelRefused(f"{path}: not a Pare artifact (format {manifest.get('format')!r})")
+    """compression.json as a dict; InvalidArtifact unless it is a JSON object of format `FORMAT`."""
+    file = Path(path) / MANIFEST
+    try:
+        manifest = json.loads(file.read_text())
+    except FileNotFoundError:
+        raise InvalidArtifact(f"{path}: no {MANIFEST}, not a Pare artifact") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise InvalidArtifact(f"{path}: {MANIFEST} is not readable JSON ({exc})") from None
+    if not isinstance(manifest, dict):
+        raise InvalidArtifact(f"{path}: {MANIFEST} is not a JSON object")
+    version = manifest.get("format")
+    if version != FORMAT:
+        found = "records no format version" if version is None else f"records format {version!r}"
+        raise InvalidArtifact(f"{path}: {MANIFEST} {found}; this loader reads {FORMAT!r} only")
     return manifest
-
-
-def _model_class(name: str) -> type[nn.Module]:
-    cls = getattr(transformers, name, None)
-    if not (isinstance(cls, type) and issubclass(cls, transformers.PreTrainedModel)):
-        raise ModelRefused(f"architecture {name!r} is not a transformers model class")
-    return cls
 
 
 def load_compressed(
@@ -109,19 +122,224 @@ def load_compressed(
     config = transformers.AutoConfig.from_pretrained(path, trust_remote_code=False)
     if getattr(config, "auto_map", None):
         raise ModelRefused(f"{path}: config.json asks for remote code (auto_map)")
-    cls = _model_class(manifest["architecture"])
-    model = cls(config)
-    dtype = next(model.parameters()).dtype
-    structure = manifest["structure"]
-    for module_path, entry in structure["modules"].items():
-        set_module(model, module_path, build_linear(entry, dtype))
-    for module_path, attrs in structure["attributes"].items():
-        module = model.get_submodule(module_path)
-        for key, value in attrs.items():
-            setattr(module, key, value)
-    missing, unexpected = load_model(model, str(path / WEIGHTS), strict=True)
-    if missing or unexpected:
-        raise ModelRefused(f"{path}: weights do not match the structure ({missing[:3]} {unexpected[:3]})")
-    model.to(device).eval()
+    cls = _model_class(manifest.get("architecture"), config)
+    with torch.device("meta"):  # shapes only: the weights arrive from the file, by assignment
+        model = cls(config)
+        adapter = ModelAdapter(model)
+        modules, attributes = _checked_structure(manifest.get("structure"), adapter)
+        dtype = next(model.parameters()).dtype
+        for module_path, entry in modules.items():
+            set_module(model, module_path, build_linear(entry, dtype))
+    for i, layer in enumerate(adapter.layers):
+        _set_head_counts(adapter, i, layer, attributes[f"{adapter.layer_path(i)}.{adapter.spec.attention}"])
+    _assign_weights(model, _read_weights(path / WEIGHTS))
+    _rebuild_non_persistent_buffers(model)
+    cast(nn.Module, model).to(device).eval()
     tokenizer = transformers.AutoTokenizer.from_pretrained(path) if with_tokenizer else None
     return model, tokenizer
+
+
+def _model_class(name: Any, config: transformers.PretrainedConfig) -> type[transformers.PreTrainedModel]:
+    """The transformers model class `name`, provided it is one for config.json's model_type."""
+    public = isinstance(name, str) and name.isidentifier() and not name.startswith("_")
+    cls = getattr(transformers, name, None) if public else None
+    if not (isinstance(cls, type) and issubclass(cls, transformers.PreTrainedModel)):
+        raise InvalidArtifact(f"architecture {name!r} is not a transformers model class")
+    model_type = getattr(cls.config_class, "model_type", None)
+    if model_type != config.model_type:
+        raise InvalidArtifact(
+            f"architecture {name!r} is a model of type {model_type!r}, config.json is {config.model_type!r}"
+        )
+    return cls
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _exact_keys(what: str, table: Any, expected: set[str], rule: str) -> dict[str, Any]:
+    """`table` as a dict whose keys are exactly `expected`; InvalidArtifact naming the first stray."""
+    if not isinstance(table, dict):
+        raise InvalidArtifact(f"{MANIFEST}: structure.{what} is not an object")
+    unexpected, missing = sorted(set(table) - expected), sorted(expected - set(table))
+    if unexpected:
+        raise InvalidArtifact(f"{MANIFEST}: unexpected {what} path {unexpected[0]!r} ({rule})")
+    if missing:
+        raise InvalidArtifact(f"{MANIFEST}: structure.{what} lacks {missing[0]!r}")
+    return table
+
+
+def _checked_structure(
+    structure: Any, adapter: ModelAdapter
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, int]]]:
+    """(modules, attributes) of `structure`, each path and name whitelisted by the ArchSpec."""
+    if not isinstance(structure, dict) or set(structure) != {"modules", "attributes"}:
+        raise InvalidArtifact(f"{MANIFEST}: structure must hold exactly 'modules' and 'attributes'")
+    spec, n = adapter.spec, len(adapter.layers)
+    layers = f"{adapter.layers_path}.<i> for i < {n}"
+    linears = {f"{adapter.layer_path(i)}.{rel}" for i in range(n) for rel in spec.linears.values()}
+    modules = _exact_keys("modules", structure["modules"], linears,
+                          f"block Linears are {layers} . {sorted(spec.linears.values())}")
+    for module_path, entry in modules.items():
+        _check_module_entry(module_path, entry)
+    attention = {f"{adapter.layer_path(i)}.{spec.attention}" for i in range(n)}
+    attributes = _exact_keys("attributes", structure["attributes"], attention,
+                             f"head counts live on {layers} . {spec.attention}")
+    allowed = sorted(spec.head_attr_names)
+    for module_path, attrs in attributes.items():
+        if not isinstance(attrs, dict):
+            raise InvalidArtifact(f"{MANIFEST}: attributes of {module_path} are not an object")
+        for key, value in attrs.items():
+            if key not in spec.head_attr_names:
+                raise InvalidArtifact(
+                    f"{MANIFEST}: unexpected attribute {key!r} on {module_path} "
+                    f"(allowed: {', '.join(allowed)})"
+                )
+            if not _positive_int(value):
+                raise InvalidArtifact(
+                    f"{MANIFEST}: attribute {key} of {module_path} must be a positive integer"
+                )
+    return modules, attributes
+
+
+def _check_module_entry(module_path: str, entry: Any) -> None:
+    kind = entry.get("type") if isinstance(entry, dict) else None
+    if not isinstance(kind, str) or kind not in MODULE_KINDS:
+        raise InvalidArtifact(
+            f"{MANIFEST}: module {module_path} has unknown type {kind!r} (known: {', '.join(MODULE_KINDS)})"
+        )
+    keys = MODULE_KINDS[kind]
+    if set(entry) - {"type"} != keys:
+        raise InvalidArtifact(f"{MANIFEST}: a {kind} entry ({module_path}) has the keys {sorted(keys)}")
+    if not isinstance(entry["bias"], bool):
+        raise InvalidArtifact(f"{MANIFEST}: bias of {module_path} must be true or false")
+    for key in sorted(keys - {"bias"}):
+        if not _positive_int(entry[key]):
+            raise InvalidArtifact(f"{MANIFEST}: {key} of {module_path} must be a positive integer")
+
+
+def _set_head_counts(adapter: ModelAdapter, index: int, layer: nn.Module, recorded: dict[str, int]) -> None:
+    """Set the attention module's head counts from the spec, for the shape the rebuilt Linears
+    imply; the manifest's record must agree with both."""
+    where = f"{MANIFEST}: block {index}"
+    try:
+        shape = adapter.block_shape(layer)
+    except ValueError as exc:
+        raise InvalidArtifact(f"{where}: {exc}") from None
+    if shape.heads < 1 or shape.kv_heads < 1 or shape.heads % shape.kv_heads:
+        raise InvalidArtifact(f"{where}: {shape.heads} query heads over {shape.kv_heads} kv heads")
+    expected = linear_shapes(adapter.geometry, shape)
+    for name, rel in adapter.spec.linears.items():
+        out_f, in_f, _ = linear_dims(adapter.linear(layer, name))
+        if (out_f, in_f) != expected[name]:
+            raise InvalidArtifact(
+                f"{where}: {rel} is {out_f}×{in_f}, a block of {shape.heads} heads, {shape.kv_heads} kv "
+                f"heads and {shape.neurons} neurons has {expected[name][0]}×{expected[name][1]}"
+            )
+    attrs = adapter.spec.head_attrs(shape.heads, shape.kv_heads, adapter.geometry.head_dim)
+    if recorded != attrs:
+        raise InvalidArtifact(f"{where}: attributes {recorded} disagree with the module shapes ({attrs})")
+    adapter.set_heads(layer, shape.heads, shape.kv_heads)
+
+
+def _read_weights(file: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(str(file))
+    except (OSError, SafetensorError) as exc:
+        raise InvalidArtifact(f"{file}: not readable safetensors ({exc})") from None
+
+
+def _tied_groups(model: nn.Module) -> list[list[str]]:
+    """Names that share one Parameter (an LM head tied to the input embeddings), as the class built them."""
+    groups: dict[int, list[str]] = {}
+    for name, param in model.named_parameters(remove_duplicate=False):
+        groups.setdefault(id(param), []).append(name)
+    return [names for names in groups.values() if len(names) > 1]
+
+
+def _assign_weights(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Assign the file's tensors to the meta model (no copy); a tied name the file left out (safetensors
+    stores shared tensors once) takes its partner's tensor, and ties are restored afterwards."""
+    tied = _tied_groups(model)
+    for names in tied:
+        present = [name for name in names if name in state]
+        if any(not torch.equal(state[present[0]], state[name]) for name in present[1:]):
+            raise InvalidArtifact(f"{WEIGHTS}: {present} are tied in this architecture but differ")
+        for name in names if present else ():
+            state.setdefault(name, state[present[0]])
+    expected = set(model.state_dict())
+    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+    if missing or unexpected:
+        raise InvalidArtifact(f"{WEIGHTS} does not match the structure (missing {missing[:3]}, "
+                              f"unexpected {unexpected[:3]})")
+    try:
+        model.load_state_dict(state, strict=True, assign=True)
+    except RuntimeError as exc:
+        raise InvalidArtifact(f"{WEIGHTS} does not match the structure: {exc}") from None
+    for names in tied:
+        shared = model.get_parameter(names[0])
+        for name in names[1:]:
+            parent, _, attr = name.rpartition(".")
+            setattr(model.get_submodule(parent), attr, shared)
+
+
+def _rebuild_non_persistent_buffers(model: nn.Module) -> None:
+    """Non-persistent buffers (rotary inv_freq, position ids) are not in the weights file, and on
+    the meta device they hold no values. Give each storage filled with a sentinel and let the
+    model's own `_init_weights` fill it, as transformers' from_pretrained does (transformers 5
+    initialises every such buffer there), with every loaded tensor flagged `_is_hf_initialized`
+    so that the initialiser leaves it alone. A buffer still holding the sentinel is an error."""
+    loaded = {id(t): t for t in [*model.parameters(), *model.buffers()] if not t.is_meta}.values()
+    owners = []
+    for module_path, module in model.named_modules():
+        for name in sorted(module._non_persistent_buffers_set):
+            buffer = module._buffers.get(name)
+            if buffer is not None and buffer.is_meta:
+                module._buffers[name] = _sentinel_like(buffer)
+                owners.append((module_path, module, name))
+    if not owners:
+        return
+    for tensor in loaded:
+        tensor._is_hf_initialized = True  # type: ignore[attr-defined]
+    try:
+        with torch.no_grad():
+            for module_path, module, _ in owners:
+                _initialiser(model, module_path)(module)
+    finally:
+        for tensor in loaded:
+            del tensor._is_hf_initialized  # type: ignore[attr-defined]
+    for module_path, module, name in owners:
+        if _holds_sentinel(module._buffers[name]):
+            raise UnsupportedArchitecture(
+                f"{type(model).__name__}: cannot rebuild the buffer {module_path}.{name} "
+                "(its initialiser left it unset)"
+            )
+
+
+def _initialiser(model: nn.Module, module_path: str) -> Any:
+    """`_init_weights` of the innermost transformers model that holds `module_path` (a composite
+    model's sub-models initialise their own modules)."""
+    owner, module = model, model
+    for part in module_path.split(".") if module_path else ():
+        module = module.get_submodule(part)
+        if isinstance(module, transformers.PreTrainedModel):
+            owner = module
+    return owner._init_weights
+
+
+def _sentinel_like(buffer: torch.Tensor) -> torch.Tensor:
+    """A CPU tensor of the buffer's shape and dtype that no initialiser would write: NaN, or the
+    smallest integer (booleans have no such value: False)."""
+    if buffer.dtype.is_floating_point or buffer.dtype.is_complex:
+        return torch.full(buffer.shape, float("nan"), dtype=buffer.dtype)
+    if buffer.dtype == torch.bool:
+        return torch.zeros(buffer.shape, dtype=torch.bool)
+    return torch.full(buffer.shape, torch.iinfo(buffer.dtype).min, dtype=buffer.dtype)
+
+
+def _holds_sentinel(buffer: torch.Tensor) -> bool:
+    if buffer.dtype.is_floating_point or buffer.dtype.is_complex:
+        return bool(torch.isnan(buffer).any())
+    if buffer.dtype == torch.bool:
+        return False
+    return bool((buffer == torch.iinfo(buffer.dtype).min).any())

@@ -55,7 +55,9 @@ def allocate_threshold(curves: Sequence[dict[str, Curve]], cost: CostFn, budget:
     taus = np.unique(np.concatenate([c.errors for block in curves for c in block.values()] + [[0.0, 1.0]]))
     lo, hi = 0, len(taus) - 1  # cost(taus[hi]) is the cheapest plan
     if _cost(curves, _plan_at(curves, float(taus[hi])), cost) > budget:
-        raise BudgetInfeasible(f"even the narrowest plan exceeds the budget of {budget:.4g} MACs")
+        raise BudgetInfeasible(
+            f"even the narrowest plan exceeds the budget of {budget:.4g} MACs", field="target.mac_ratio"
+        )
     while lo < hi:
         mid = (lo + hi) // 2
         if _cost(curves, _plan_at(curves, float(taus[mid])), cost) <= budget:

@@ -13,12 +13,13 @@ import logging
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import torch
 from scipy.linalg import blas
 from torch import nn
 
+from core.errors import InvalidCalibrationData, UnsupportedArchitecture
 from workers.compression.adapters import ModelAdapter
 
 log = logging.getLogger(__name__)
@@ -85,7 +86,7 @@ class Gram:
         """XᵀX / rows: the scale no longer depends on how many tokens were seen."""
         self._flush()
         if self.matrix is None:
-            raise RuntimeError("no calibration tokens reached this layer")
+            raise InvalidCalibrationData("no calibration tokens reached this layer", field="calibration")
         return self.matrix / max(self.rows, 1)
 
 
@@ -107,6 +108,10 @@ class Calibrator:
     def capture(self, batches: list[dict[str, torch.Tensor]]) -> BlockInputs:
         """Run the model up to block 0 for every batch and keep what block 0 was given."""
         batches = repack(batches)
+        if not batches:
+            raise InvalidCalibrationData(
+                "the calibration batches hold no tokens (every attention mask is zero)", field="calibration"
+            )
         model, first = self.adapter.model, self.adapter.layers[0]
         record = BlockInputs([], [], [], [])
 
@@ -117,7 +122,7 @@ class Calibrator:
             raise _Caught
 
         handle = first.register_forward_pre_hook(hook, with_kwargs=True)
-        base = model.base_model
+        base = cast(nn.Module, model.base_model)  # nn.Module.__getattr__ is typed Tensor | Module
         try:
             for batch in batches:
                 ids = batch["input_ids"].to(self.device)
@@ -130,7 +135,10 @@ class Calibrator:
         finally:
             handle.remove()
         if len(record.hidden) != len(batches):
-            raise RuntimeError("the first block was not reached for every calibration batch")
+            raise UnsupportedArchitecture(
+                f"{type(model).__name__}: the forward pass did not reach the first block "
+                f"({self.adapter.layer_path(0)}) for every calibration batch"
+            )
         return record
 
     @torch.no_grad()
@@ -178,7 +186,9 @@ def repack(
     Sequences are independent, so regrouping them changes no statistic: every real token is
     still seen exactly once, padding is still excluded. Padding is moved to the right.
     """
-    seqs = [ids[m.bool()] for b in batches for ids, m in zip(b["input_ids"], b["attention_mask"], strict=True)]
+    seqs = [
+        ids[m.bool()] for b in batches for ids, m in zip(b["input_ids"], b["attention_mask"], strict=True)
+    ]
     seqs = [s for s in seqs if s.numel()]
     seqs.sort(key=len, reverse=True)
     out: list[dict[str, torch.Tensor]] = []
@@ -219,7 +229,7 @@ def move_except_layers(adapter: ModelAdapter, device: torch.device) -> None:
     for module in adapter.model.modules():
         if module in layers:
             continue
-        for name, param in module.named_parameters(recurse=False):
+        for _, param in module.named_parameters(recurse=False):
             param.data = param.data.to(device)
         for name, buf in module.named_buffers(recurse=False):
             module._buffers[name] = buf.to(device)  # noqa: SLF001 (moving one module's own buffers)

@@ -6,6 +6,12 @@
 are {"input_ids", "attention_mask"} dicts. Staged (default): block l is calibrated on the
 outputs of the already compressed blocks 0..l-1; `staged: false` calibrates every block on
 the dense model's activations. Cancellation is honoured between blocks.
+
+The budget is checked on the plan, before any block is rewritten: a plan whose block MACs are
+above the target, or more than `TOLERANCE` below it, raises `BudgetInfeasible` and leaves the
+model as it was (up to `prepare()`, which turns GPT-2's Conv1D into an equivalent Linear).
+The measured model is checked again at the end; a disagreement there is a method's bug
+(`PlanMismatch`), never the request's fault.
 """
 
 from __future__ import annotations
@@ -20,8 +26,8 @@ import torch
 from torch import nn
 
 from core import methods as catalogue
-from core.errors import BudgetInfeasible, Cancelled, InvalidSpec
-from core.macs import block_macs, head_macs
+from core.errors import BudgetInfeasible, Cancelled, InvalidSpec, PlanMismatch
+from core.macs import BlockShape, block_macs, head_macs
 from workers.compression.adapters import ModelAdapter
 from workers.compression.calibration import BlockInputs, BlockStats, Calibrator, move_except_layers, on_device
 from workers.compression.methods import Method, get_method
@@ -57,8 +63,30 @@ def measure(adapter: ModelAdapter, seq_len: int) -> dict[str, int]:
     return {"block_macs": blocks, "model_macs": blocks + head_macs(g, seq_len), "params": params}
 
 
+def in_budget(ratio: float, target: float) -> bool:
+    """A kept ratio meets the target: ≤ target and within `TOLERANCE` of it."""
+    return target - TOLERANCE <= ratio <= target + 1e-9
+
+
+def check_plan(spec: CompressionSpec, method: Method, plan: list[BlockShape], dense_block_macs: int) -> float:
+    """The plan's kept ratio of block MACs; BudgetInfeasible (field target.mac_ratio) when it misses."""
+    g, n = method.geometry, method.geometry.num_layers
+    if len(plan) != n:
+        raise PlanMismatch(f"method {spec.method!r} planned {len(plan)} blocks for a model of {n}")
+    planned = sum(block_macs(g, shape, spec.reference_seq_len) for shape in plan)
+    ratio = planned / dense_block_macs
+    if not in_budget(ratio, spec.mac_target):
+        raise BudgetInfeasible(
+            f"method {spec.method!r} cannot meet mac_ratio {spec.mac_target} on this model: its plan keeps "
+            f"{ratio:.4f} of the block MACs, and a plan must keep between "
+            f"{max(spec.mac_target - TOLERANCE, 0.0):.4f} and {spec.mac_target} (nothing was compressed)",
+            field="target.mac_ratio",
+        )
+    return ratio
+
+
 def compress(
-    model: nn.Module,
+    model: nn.Module | ModelAdapter,
     batches: list[dict[str, torch.Tensor]],
     spec: CompressionSpec,
     *,
@@ -66,9 +94,13 @@ def compress(
     on_progress: Progress | None = None,
     should_cancel: Callable[[], bool] | None = None,
 ) -> dict[str, Any]:
-    """Compress `model` in place to `spec`; return the report that goes into compression.json."""
+    """Compress `model` in place to `spec`; return the report that goes into compression.json.
+
+    `model` may be given as its `ModelAdapter` (the pipeline builds one and passes it on).
+    """
     started = time.perf_counter()
-    adapter = ModelAdapter(model)
+    adapter = model if isinstance(model, ModelAdapter) else ModelAdapter(model)
+    model = adapter.model
     adapter.prepare()
     method = build_method(spec, adapter)
     before = measure(adapter, spec.reference_seq_len)
@@ -97,6 +129,7 @@ def compress(
         _planning_pass(adapter, method, calibrator, inputs, dev, home, progress, check_cancel)
         timings["planning"] = time.perf_counter() - t
     plan = method.plan(spec.mac_target)
+    check_plan(spec, method, plan, before["block_macs"])  # before any block is rewritten
     t = time.perf_counter()
     layers = _compress_pass(adapter, method, calibrator, inputs, plan, dev, home, progress, check_cancel)
     timings["compression"] = time.perf_counter() - t
@@ -109,8 +142,11 @@ def _report(spec: CompressionSpec, method: Method, before: dict[str, int], after
             layers: list[dict[str, Any]], tokens: int, timings: dict[str, float], started: float,
             dev: torch.device, batches: int = 0) -> dict[str, Any]:
     ratio = after["block_macs"] / before["block_macs"]
-    if ratio > spec.mac_target + 1e-9 or ratio < spec.mac_target - TOLERANCE:
-        raise BudgetInfeasible(f"achieved MAC ratio {ratio:.4f} is not within {TOLERANCE} below {spec.mac_target}")
+    if not in_budget(ratio, spec.mac_target):
+        raise PlanMismatch(
+            f"method {spec.method!r} planned within the budget but the compressed model keeps {ratio:.4f} "
+            f"of the block MACs (target {spec.mac_target})"
+        )
     return {
         "method": spec.method,
         "method_params": {**method.params.model_dump(), **method.resolved()},
@@ -147,7 +183,11 @@ def _place(model: nn.Module, adapter: ModelAdapter, dev: torch.device) -> tuple[
     return torch.device("cpu"), torch.device("cpu")
 
 
-def _planning_pass(adapter, method, calibrator, inputs, dev, home, progress, check_cancel) -> None:  # type: ignore[no-untyped-def]
+def _planning_pass(
+    adapter: ModelAdapter, method: Method, calibrator: Calibrator, inputs: BlockInputs,
+    dev: torch.device, home: torch.device, progress: Progress, check_cancel: Callable[[], None],
+) -> None:
+    """Run the dense model block by block once and hand every block's statistics to the method."""
     n = len(adapter.layers)
     current = inputs
     for i, layer in enumerate(adapter.layers):
@@ -159,14 +199,19 @@ def _planning_pass(adapter, method, calibrator, inputs, dev, home, progress, che
         progress("planning", i + 1, n)
 
 
-def _compress_pass(adapter, method, calibrator, inputs, plan, dev, home, progress, check_cancel) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]
+def _compress_pass(
+    adapter: ModelAdapter, method: Method, calibrator: Calibrator, inputs: BlockInputs | None,
+    plan: list[BlockShape], dev: torch.device, home: torch.device, progress: Progress,
+    check_cancel: Callable[[], None],
+) -> list[dict[str, Any]]:
+    """Rewrite every block to its planned shape; staged: calibrated on the compressed blocks' outputs."""
     n, staged = len(adapter.layers), method.params.staged
     current, reports = inputs, []
     for i, layer in enumerate(adapter.layers):
         check_cancel()
         last = i == n - 1
         with on_device(layer, dev, home):
-            stats, outputs = BlockStats(), []
+            stats, outputs = BlockStats(), list[torch.Tensor]()
             if current is not None:
                 keep = not staged and not last
                 stats, outputs = calibrator.run(layer, current, method.observed(layer), keep_outputs=keep)

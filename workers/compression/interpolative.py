@@ -17,6 +17,7 @@ Heads are blocks of d_h columns: a block-pivoted variant picks the head whose re
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import torch
@@ -35,12 +36,12 @@ class PivotedFactor:
 
 def column_scale(consumer_weight: torch.Tensor) -> np.ndarray:
     """D_j = ‖W[:, j]‖, floored so a dead column never divides by zero."""
-    norms = consumer_weight.detach().double().norm(dim=0).cpu().numpy()
-    return np.maximum(norms, 1e-12 * max(float(norms.max()), 1e-30))
+    norms: np.ndarray = consumer_weight.detach().double().norm(dim=0).cpu().numpy()
+    return cast(np.ndarray, np.maximum(norms, 1e-12 * max(float(norms.max()), 1e-30)))
 
 
 def scaled_gram(gram: torch.Tensor, scale: np.ndarray, damping: float) -> np.ndarray:
-    g = gram.detach().double().cpu().numpy() * scale[:, None] * scale[None, :]
+    g: np.ndarray = gram.detach().double().cpu().numpy() * scale[:, None] * scale[None, :]
     g = (g + g.T) / 2
     ridge = damping * float(np.mean(np.diag(g)))
     g[np.diag_indices_from(g)] += max(ridge, 1e-300)
@@ -127,7 +128,8 @@ def select_heads(
         order.append(best)
         counts[best // group_size] += 1
         errors.append(max(0.0, float(np.trace(residual)) / total))
-    return HeadSelection(kept=np.sort(np.array(order, dtype=np.int64)), errors=np.array(errors), order=np.array(order))
+    kept = np.sort(np.array(order, dtype=np.int64))
+    return HeadSelection(kept=kept, errors=np.array(errors), order=np.array(order))
 
 
 def head_interpolation(

@@ -10,6 +10,7 @@ with √Σ on each side.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import nn
@@ -51,7 +52,7 @@ def _cholesky_with_retry(g: torch.Tensor, eye: torch.Tensor, ridge: torch.Tensor
     for factor in (1.0, 10.0, 100.0, 1e4):
         chol, info = torch.linalg.cholesky_ex(g + eye * ridge * factor)
         if int(info) == 0:
-            return chol
+            return cast(torch.Tensor, chol)
     raise ValueError("calibration Gram is not positive definite even after damping")
 
 

@@ -25,7 +25,7 @@ import gc
 import statistics
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from pydantic import Field
@@ -48,7 +48,7 @@ class LatencyOptions(TaskOptions):
 def random_inputs(
     model: torch.nn.Module, *, batch_size: int, seq_len: int, seed: int, vocab_size: int | None = None
 ) -> dict[str, torch.Tensor]:
-    vocab = vocab_size or int(model.config.vocab_size)
+    vocab = vocab_size or int(cast(Any, model).config.vocab_size)
     gen = torch.Generator().manual_seed(seed)
     ids = torch.randint(0, vocab, (batch_size, seq_len), generator=gen)
     device = model_device(model)
@@ -180,7 +180,7 @@ def compare_latency(
     models = [baseline_model, compressed_model]
     if device is not None:
         models = [m.to(device) for m in models]
-    vocab = vocab_size or min(int(m.config.vocab_size) for m in models)
+    vocab = vocab_size or min(int(cast(Any, m).config.vocab_size) for m in models)
     inputs = [
         random_inputs(m, batch_size=batch_size, seq_len=seq_len, seed=seed, vocab_size=vocab) for m in models
     ]

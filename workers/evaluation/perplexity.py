@@ -52,7 +52,8 @@ def window_plan(num_tokens: int, seq_len: int, stride: int) -> list[tuple[int, i
 
 
 def _hidden_and_head(model: torch.nn.Module) -> tuple[torch.nn.Module | None, torch.nn.Module | None]:
-    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    getter = getattr(model, "get_output_embeddings", None)
+    head = getter() if callable(getter) else None
     body = getattr(model, "base_model", None)
     if head is None or body is None or body is model:
         return None, None
@@ -78,7 +79,10 @@ def score_windows(
     nll, correct, count = 0.0, 0, 0
     for begin in range(int(first.min()) - 1, length - 1, logits_chunk):
         end = min(begin + logits_chunk, length - 1)
-        logits = head(hidden[:, begin:end]) if hidden is not None else full_logits[:, begin:end]
+        if hidden is not None and head is not None:
+            logits = head(hidden[:, begin:end])
+        else:
+            logits = full_logits[:, begin:end]
         logits = logits.float()
         targets = ids[:, begin + 1 : end + 1]
         positions = torch.arange(begin + 1, end + 1, device=ids.device)
@@ -132,6 +136,6 @@ def evaluate_perplexity(
         "num_windows": len(plan),
         "num_scored_tokens": count,
     }
-    protocol["mean_nll"] = mean_nll
+    protocol["mean_nll"] = mean_nll  # type: ignore[assignment]
     metrics = {"perplexity": math.exp(mean_nll), "token_accuracy": correct / count}
     return TaskResult("perplexity", metrics, protocol)

@@ -14,7 +14,7 @@ Benchmark (no header; column 4 the score, 5 and 6 the sentences; original/sts-de
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -71,7 +71,8 @@ def embed(
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
         batch = encode(tokenizer, [texts[i] for i in idx], max_length=max_length, device=device)
-        hidden = encoder(**forward_kwargs(encoder, batch)).last_hidden_state.float()
+        body = cast(torch.nn.Module, encoder)
+        hidden = body(**forward_kwargs(body, batch)).last_hidden_state.float()
         mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
         if out is None:

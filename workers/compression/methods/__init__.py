@@ -10,7 +10,8 @@ import importlib
 
 from core import methods as catalogue
 from core.errors import InvalidSpec
-from workers.compression.methods.base import Method, MethodParams
+from core.methods import MethodParams
+from workers.compression.methods.base import Method
 
 
 def get_method(name: str) -> type[Method]:

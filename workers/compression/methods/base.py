@@ -51,7 +51,7 @@ class Method(ABC):
         """Choices the method made from the model (e.g. an `auto` parameter), for the report."""
         return {}
 
-    def observe_plan(self, index: int, layer: nn.Module, stats: BlockStats) -> None:
+    def observe_plan(self, index: int, layer: nn.Module, stats: BlockStats) -> None:  # noqa: B027
         """Record what planning needs from block `index` (dense statistics)."""
 
     @abstractmethod

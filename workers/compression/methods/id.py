@@ -37,11 +37,12 @@ class InterpolativeMethod(StructuredMethod):
 
     def observe_plan(self, index: int, layer: nn.Module, stats: BlockStats) -> None:
         a, g, damp = self.adapter, self.geometry, self.params.damping
-        down = a.linear(layer, "down").weight
-        pf = interpolative.pivoted_cholesky(stats.grams["down"].mean(), interpolative.column_scale(down), damp)
+        down = a.weight(layer, "down")
+        scale = interpolative.column_scale(down)
+        pf = interpolative.pivoted_cholesky(stats.grams["down"].mean(), scale, damp)
         curves = {"neurons": budget.Curve(np.arange(1, g.intermediate + 1), pf.errors[1:])}
         if self.params.prune_heads:
-            curves["heads"] = self._head_curve(stats, a.linear(layer, "o").weight)
+            curves["heads"] = self._head_curve(stats, a.weight(layer, "o"))
         self.curves[index] = curves
 
     def _head_curve(self, stats: BlockStats, o_weight: torch.Tensor) -> budget.Curve:
@@ -60,8 +61,10 @@ class InterpolativeMethod(StructuredMethod):
             errors.append(sel.errors[-1])
         return budget.Curve(widths, np.minimum.accumulate(np.array(errors)))
 
-    def select_neurons(self, layer: nn.Module, stats: BlockStats, keep: int) -> tuple[np.ndarray, torch.Tensor, Any]:
-        down = self.adapter.linear(layer, "down").weight
+    def select_neurons(
+        self, layer: nn.Module, stats: BlockStats, keep: int
+    ) -> tuple[np.ndarray, torch.Tensor, Any]:
+        down = self.adapter.weight(layer, "down")
         pf = interpolative.pivoted_cholesky(
             stats.grams["down"].mean(), interpolative.column_scale(down), self.params.damping
         )
@@ -69,9 +72,11 @@ class InterpolativeMethod(StructuredMethod):
         consumer = down.detach().double() @ torch.from_numpy(t).to(down.device).T
         return kept, consumer, float(pf.errors[keep])
 
-    def select_heads(self, layer: nn.Module, stats: BlockStats, keep: int) -> tuple[np.ndarray, torch.Tensor, Any]:
+    def select_heads(
+        self, layer: nn.Module, stats: BlockStats, keep: int
+    ) -> tuple[np.ndarray, torch.Tensor, Any]:
         g, damp = self.geometry, self.params.damping
-        o = self.adapter.linear(layer, "o").weight
+        o = self.adapter.weight(layer, "o")
         gram, scale = stats.grams["o"].mean(), interpolative.column_scale(o)
         per_group = keep // g.kv_heads if g.group_size > 1 else None
         sel = interpolative.select_heads(

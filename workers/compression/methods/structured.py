@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from core.archs import ArchSpec, fused_qkv_offsets
 from core.macs import BlockShape, block_macs, dense_shape, uniform_shape
 from core.methods import StructuredParams
 from workers.compression import budget
@@ -67,7 +68,9 @@ class StructuredMethod(Method):
         raise NotImplementedError(f"{self.name} plans globally only from a planning pass")
 
     # ----- compression ----------------------------------------------------------------
-    def compress_block(self, index: int, layer: nn.Module, stats: BlockStats, shape: BlockShape) -> dict[str, Any]:
+    def compress_block(
+        self, index: int, layer: nn.Module, stats: BlockStats, shape: BlockShape
+    ) -> dict[str, Any]:
         a = self.adapter
         report: dict[str, Any] = {"index": index}
         kept_heads = np.arange(a.block_shape(layer).heads)
@@ -144,13 +147,21 @@ def prune_heads(adapter: Any, layer: nn.Module, kept: np.ndarray, consumer: torc
         kv_heads = current.kv_heads
     else:
         kv_rows, kv_heads = q_rows, len(kept)
-    if "qkv" in adapter.spec.linears:
-        width = current.heads * dh
-        rows = np.concatenate([q_rows, width + kv_rows, 2 * width + kv_rows])
-        adapter.set_linear(layer, "qkv", _rows(adapter.linear(layer, "qkv"), rows))
-    else:
-        adapter.set_linear(layer, "q", _rows(adapter.linear(layer, "q"), q_rows))
-        for name in ("k", "v"):
-            adapter.set_linear(layer, name, _rows(adapter.linear(layer, name), kv_rows))
+    for name, rows in attention_rows(adapter.spec, current, dh, q_rows, kv_rows).items():
+        adapter.set_linear(layer, name, _rows(adapter.linear(layer, name), rows))
     adapter.set_linear(layer, "o", _consumer(adapter.linear(layer, "o"), consumer))
     adapter.set_heads(layer, len(kept), kv_heads)
+
+
+def attention_rows(
+    spec: ArchSpec, current: BlockShape, head_dim: int, q_rows: np.ndarray, kv_rows: np.ndarray
+) -> dict[str, np.ndarray]:
+    """The output rows each attention producer keeps, given the kept rows of q and of k (= of v).
+
+    A fused qkv weight is [q | k | v] (`core.archs.fused_qkv_offsets`); under grouped-query
+    attention k and v are narrower than q, so v does not start at 2·heads·d_h.
+    """
+    if not spec.fused_qkv:
+        return {"q": q_rows, "k": kv_rows, "v": kv_rows}
+    _, k_start, v_start = fused_qkv_offsets(current.heads, current.kv_heads, head_dim)
+    return {"qkv": np.concatenate([q_rows, k_start + kv_rows, v_start + kv_rows])}

@@ -9,7 +9,7 @@ rank would reach m·n/(m+n) stays dense (factorising it would cost more than it 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from torch import nn
@@ -20,9 +20,6 @@ from workers.compression import budget, lowrank
 from workers.compression.adapters import linear_dims
 from workers.compression.calibration import BlockStats
 from workers.compression.methods.base import Method
-
-# Linears that read the same input share one Gram.
-_INPUT_OF = {"q": "q", "k": "q", "v": "q", "qkv": "qkv", "o": "o", "gate": "up", "up": "up", "down": "down"}
 
 
 class SVDMethod(Method):
@@ -44,11 +41,12 @@ class SVDMethod(Method):
 
     def observed(self, layer: nn.Module) -> list[tuple[str, nn.Module]]:
         a = self.adapter
-        return [(n, a.linear(layer, n)) for n in sorted(set(_INPUT_OF[k] for k in a.spec.linears))]
+        return [(n, a.linear(layer, n)) for n in a.spec.observed_inputs]  # one Gram per distinct input
 
     def _spectrum(self, layer: nn.Module, name: str, stats: BlockStats | None) -> lowrank.Spectrum:
-        gram = stats.grams[_INPUT_OF[name]].mean() if stats is not None and self.needs_data else None
-        return lowrank.spectrum(self.adapter.linear(layer, name).weight, gram, self.params.damping)
+        shared = self.adapter.spec.input_of(name)
+        gram = stats.grams[shared].mean() if stats is not None and self.needs_data else None
+        return lowrank.spectrum(self.adapter.weight(layer, name), gram, self.params.damping)
 
     def observe_plan(self, index: int, layer: nn.Module, stats: BlockStats) -> None:
         self.curves[index] = self._curves(layer, stats)
@@ -81,7 +79,8 @@ class SVDMethod(Method):
         total = mac_target * g.num_layers * block_macs(g, dense_shape(g), self.seq_len)
         if self.params.allocation == "uniform":
             return [self._uniform(total / g.num_layers)] * g.num_layers
-        curves = [self.curves.get(i) or self._curves(self.adapter.layers[i], None) for i in range(g.num_layers)]
+        layers = self.adapter.layers
+        curves = [self.curves.get(i) or self._curves(layers[i], None) for i in range(g.num_layers)]
         cost = lambda _i, widths: block_macs(g, self._shape(widths), self.seq_len)  # noqa: E731
         return [self._shape(w) for w in budget.allocate_threshold(curves, cost, total)]
 
@@ -97,13 +96,17 @@ class SVDMethod(Method):
                 hi = c
         return self._shape({k: max(1, int(lo * m * n / (m + n))) for k, (m, n) in dims.items()})
 
-    def compress_block(self, index: int, layer: nn.Module, stats: BlockStats, shape: BlockShape) -> dict[str, Any]:
+    def compress_block(
+        self, index: int, layer: nn.Module, stats: BlockStats, shape: BlockShape
+    ) -> dict[str, Any]:
         report: dict[str, Any] = {"index": index, "ranks": dict(shape.ranks)}
         errors = {}
         for name, rank in shape.ranks.items():
             module = self.adapter.linear(layer, name)
             spec = self._spectrum(layer, name, stats)
             errors[name] = float(spec.relative_energy[rank:].sum())
-            self.adapter.set_linear(layer, name, lowrank.factorised(spec, rank, module.bias, module.weight.dtype))
+            dense = cast(nn.Linear, module)
+            pair = lowrank.factorised(spec, rank, dense.bias, dense.weight.dtype)
+            self.adapter.set_linear(layer, name, pair)
         report["relative_error"] = errors
         return report
