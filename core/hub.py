@@ -238,10 +238,17 @@ def inspect_model(resolved: ResolvedModel) -> ModelInfo:
     get_spec(model_type, field="model.id")
     weights = _weight_files(path, resolved.model_id)
     layers = config.get("num_hidden_layers", config.get("n_layer", config.get("num_layers")))
+    archs = config.get("architectures") or []
+    if not isinstance(archs, list) or not all(isinstance(a, str) for a in archs):
+        raise ModelRefused(f"config.json of {resolved.model_id}: architectures must be a list of names",
+                           field="model.id")
+    if layers is not None and (isinstance(layers, bool) or not isinstance(layers, int) or layers < 1):
+        raise ModelRefused(f"config.json of {resolved.model_id}: the layer count must be a positive integer",
+                           field="model.id")
     return ModelInfo(
         model_type=model_type,
-        architectures=list(config.get("architectures") or []),
+        architectures=list(archs),
         config=config,
-        num_layers=int(layers) if layers is not None else None,
+        num_layers=layers,
         weight_files=weights,
     )

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from core.errors import ModelNotFound, ModelRefused
-from core.hub import resolve_model, validate_revision
+from core.hub import inspect_model, resolve_model, validate_revision
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 OTHER = "fedcba9876543210fedcba9876543210fedcba98"
@@ -74,3 +74,14 @@ def test_the_service_never_resolves_a_server_directory(
     for model in ("/etc", "../x", "~/x"):
         with pytest.raises(ModelRefused):
             resolve_model(model, allow_local=False)
+
+
+@pytest.mark.parametrize("bad", [{"architectures": 5}, {"architectures": [1]}, {"num_hidden_layers": "x"},
+                                 {"num_hidden_layers": 0}, {"num_hidden_layers": True}])
+def test_a_config_with_ill_typed_fields_is_refused_with_a_code(cache: Path, bad: dict) -> None:  # type: ignore[type-arg]
+    snapshot = cache / "models--org--tiny" / "snapshots" / SHA
+    (snapshot / "config.json").write_text(json.dumps({"model_type": "bert", **bad}))
+    (snapshot / "model.safetensors").write_bytes(b"")
+    with pytest.raises(ModelRefused) as info:
+        inspect_model(resolve_model("org/tiny", allow_local=False))
+    assert info.value.field == "model.id"
