@@ -134,6 +134,9 @@ def load_compressed(
         _set_head_counts(adapter, i, layer, attributes[f"{adapter.layer_path(i)}.{adapter.spec.attention}"])
     _assign_weights(model, _read_weights(path / WEIGHTS))
     _rebuild_non_persistent_buffers(model)
+    unset = [name for name, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
+    if unset:
+        raise InvalidArtifact(f"{path}: nothing in {WEIGHTS} for {unset[:3]}")
     cast(nn.Module, model).to(device).eval()
     tokenizer = transformers.AutoTokenizer.from_pretrained(path) if with_tokenizer else None
     return model, tokenizer
