@@ -168,6 +168,26 @@ def test_module_sizes_must_make_one_consistent_block(saved: Path, tmp_path: Path
     refused(out, "block 0: mlp.up_proj is .*, a block of")
 
 
+# ----- the weights ----------------------------------------------------------------------------
+@pytest.mark.parametrize("change", ["drop", "extra", "reshape"])
+def test_weights_that_do_not_fit_the_structure_are_refused(saved: Path, tmp_path: Path, change: str) -> None:
+    """A tensor missing from model.safetensors, one the model does not have, or one of another
+    shape than the manifest's module: refused, never left uninitialised or silently resized."""
+    from safetensors.torch import load_file, save_file
+
+    out = Path(shutil.copytree(saved, tmp_path / "weights"))
+    state = load_file(str(out / "model.safetensors"))
+    name = f"{LAYER}.mlp.up_proj.weight"
+    if change == "drop":
+        del state[name]
+    elif change == "extra":
+        state["model.layers.0.mlp.extra"] = torch.zeros(2)
+    else:
+        state[name] = torch.zeros(state[name].shape[0] + 1, state[name].shape[1])
+    save_file(state, str(out / "model.safetensors"), metadata={"format": "pt"})
+    refused(out, "model.safetensors does not match the structure")
+
+
 # ----- the class ------------------------------------------------------------------------------
 @pytest.mark.parametrize(("name", "match"), [
     ("BertModel", "is a model of type 'bert', config.json is 'llama'"),
