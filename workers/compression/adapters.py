@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from core.archs import ArchSpec, fused_qkv_kv_heads, get_spec
-from core.errors import UnsupportedArchitecture
+from core.errors import InvalidArtifact, UnsupportedArchitecture
 from core.macs import BlockShape, Geometry
 
 
@@ -152,4 +152,4 @@ def build_linear(entry: dict[str, Any], dtype: torch.dtype) -> nn.Module:
             nn.Linear(entry["in"], entry["rank"], bias=False, dtype=dtype),
             nn.Linear(entry["rank"], entry["out"], bias=entry["bias"], dtype=dtype),
         )
-    raise ValueError(f"unknown module type in manifest: {entry['type']!r}")
+    raise InvalidArtifact(f"unknown module type in manifest: {entry['type']!r}")

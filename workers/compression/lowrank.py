@@ -15,6 +15,8 @@ from typing import cast
 import torch
 from torch import nn
 
+from core.errors import InvalidCalibrationData
+
 
 @dataclass
 class Spectrum:
@@ -53,7 +55,9 @@ def _cholesky_with_retry(g: torch.Tensor, eye: torch.Tensor, ridge: torch.Tensor
         chol, info = torch.linalg.cholesky_ex(g + eye * ridge * factor)
         if int(info) == 0:
             return cast(torch.Tensor, chol)
-    raise ValueError("calibration Gram is not positive definite even after damping")
+    raise InvalidCalibrationData(
+        "calibration Gram is not positive definite even after damping", field="calibration"
+    )
 
 
 def factorised(spec: Spectrum, rank: int, bias: torch.Tensor | None, dtype: torch.dtype) -> nn.Sequential:
