@@ -13,7 +13,7 @@ unknown key, a wrong type or a NaN is refused before any model is loaded.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -84,7 +84,6 @@ class MethodInfo:
     structures: tuple[str, ...]
     data: Literal["required", "optional", "none"] = "required"
     paper: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def validate_params(self, params: dict[str, Any], *, field_prefix: str = "method.params") -> MethodParams:
         """The parameters as the method's model, or InvalidSpec naming the first bad field."""

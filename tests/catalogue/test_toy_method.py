@@ -56,15 +56,13 @@ def test_the_cli_offers_it(toy: catalogue.MethodInfo) -> None:
     assert refused.exit_code == 2 and "offset" in refused.output
 
 
-def test_the_api_schema_and_capabilities_list_it(toy: catalogue.MethodInfo, tmp_path: Path) -> None:
-    settings = Settings(database_url=f"sqlite:///{tmp_path}/pare.db", storage_url=str(tmp_path), auth=False)
-    with TestClient(create_app(settings, reaper=False)) as c:
-        schema = c.get("/openapi.json").json()
-        enum = schema["components"]["schemas"]["MethodSpec"]["properties"]["name"]["enum"]
-        assert "toy" in enum and set(catalogue.names()) == set(enum)
-        toy_entry = next(m for m in c.get("/v1/capabilities").json()["methods"] if m["id"] == "toy")
-        assert toy_entry["params"]["properties"]["offset"]["minimum"] == 0
-        assert toy_entry["defaults"]["allocation"] == "uniform" and toy_entry["data"] == "none"
+def test_the_api_schema_and_capabilities_list_it(toy: catalogue.MethodInfo, client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()  # built on first request, after the toy registered
+    enum = schema["components"]["schemas"]["MethodSpec"]["properties"]["name"]["enum"]
+    assert "toy" in enum and set(catalogue.names()) == set(enum)
+    toy_entry = next(m for m in client.get("/v1/capabilities").json()["methods"] if m["id"] == "toy")
+    assert toy_entry["params"]["properties"]["offset"]["minimum"] == 0
+    assert toy_entry["defaults"]["allocation"] == "uniform" and toy_entry["data"] == "none"
 
 
 def test_contract_tests_pick_it_up_and_it_passes_them() -> None:
