@@ -10,7 +10,8 @@ width d, head size d_h:
 
 Every formula above is the sum over the block's Linear maps of L·in·out plus 2·L²·d_h per
 query head, so that is how it is computed here: from a `BlockShape` that names each Linear's
-shape and optional rank. Embeddings, norms, softmax and biases are not counted. The block
+shape and, for a factorised one, its kind (`core.kinds`: low rank, block low rank, Monarch,
+MPO), which counts its own MACs as executed. Embeddings, norms, softmax and biases are not counted. The block
 total is what a MAC target means; the whole-model figure adds the LM head (L·d·V) or the
 pooler and classifier (once per sequence).
 """
@@ -23,6 +24,7 @@ from typing import Any
 
 from core.archs import get_spec, is_causal
 from core.errors import ModelRefused
+from core.kinds import Dense, LinearKind, LowRank
 
 # Names of a block's Linear maps. Fused GPT-2 attention uses "qkv" in place of q, k, v.
 ATTENTION_LINEARS = ("q", "k", "v", "qkv", "o")
@@ -98,15 +100,20 @@ class Geometry:
 
 @dataclass(frozen=True)
 class BlockShape:
-    """What one block keeps: query heads, kv heads, FFN neurons, and ranks of factorised Linears."""
+    """What one block keeps: query heads, kv heads, FFN neurons, and the factorised Linears' kinds."""
 
     heads: int
     kv_heads: int
     neurons: int
-    ranks: dict[str, int] = field(default_factory=dict)  # linear name -> rank (absent = dense)
+    factors: dict[str, LinearKind] = field(default_factory=dict)  # linear name -> kind (absent = dense)
 
-    def with_ranks(self, ranks: dict[str, int]) -> BlockShape:
-        return replace(self, ranks=dict(ranks))
+    def with_factors(self, factors: dict[str, LinearKind]) -> BlockShape:
+        return replace(self, factors={k: v for k, v in factors.items() if not v.dense})
+
+    @property
+    def ranks(self) -> dict[str, int]:
+        """The ranks of the low-rank Linears (the `svd` view of `factors`)."""
+        return {k: v.rank for k, v in self.factors.items() if isinstance(v, LowRank)}
 
 
 def dense_shape(geom: Geometry) -> BlockShape:
@@ -137,12 +144,22 @@ def linear_macs(out_features: int, in_features: int, rank: int | None, seq_len: 
     return seq_len * rank * (out_features + in_features)
 
 
+def linear_kinds(geom: Geometry, shape: BlockShape) -> dict[str, LinearKind]:
+    """Every Linear of a block of this shape as its kind (dense where `shape` names none)."""
+    out: dict[str, LinearKind] = {}
+    for name, (m, n) in linear_shapes(geom, shape).items():
+        kind = shape.factors.get(name)
+        if kind is not None and (kind.out_features, kind.in_features) != (m, n):
+            raise ValueError(f"{name}: a {kind.kind} of {kind.out_features}×{kind.in_features} in a "
+                             f"block whose {name} is {m}×{n}")
+        out[name] = kind if kind is not None else Dense(m, n)
+    return out
+
+
 def block_macs(geom: Geometry, shape: BlockShape, seq_len: int) -> int:
     """MACs of one block at sequence length L (see the module docstring)."""
     total = 2 * seq_len * seq_len * geom.head_dim * shape.heads
-    for name, (m, n) in linear_shapes(geom, shape).items():
-        total += linear_macs(m, n, shape.ranks.get(name), seq_len)
-    return total
+    return total + sum(kind.macs(seq_len) for kind in linear_kinds(geom, shape).values())
 
 
 def head_macs(geom: Geometry, seq_len: int) -> int:
@@ -210,8 +227,4 @@ def estimate(config: dict[str, Any], mac_target: float, reference_seq_len: int) 
 
 def block_params(geom: Geometry, shape: BlockShape) -> int:
     """Weights of the block's Linear maps (biases and norms excluded)."""
-    total = 0
-    for name, (m, n) in linear_shapes(geom, shape).items():
-        r = shape.ranks.get(name)
-        total += m * n if r is None else r * (m + n)
-    return total
+    return sum(kind.params() for kind in linear_kinds(geom, shape).values())

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -57,13 +57,49 @@ class MagnitudeParams(StructuredParams):
     )
 
 
-class SVDParams(MethodParams):
+class FactorizedParams(MethodParams):
+    """Parameters of every method that replaces block Linears by factorised kinds."""
+
+    activation_aware: bool = Field(
+        default=True,
+        description="Fit to the calibration inputs (minimise the Linear's output error); false: weight space, no data.",
+    )
+    damping: float = Field(default=1e-3, ge=0.0, le=1.0, description=DAMPING)
+
+
+class SVDParams(FactorizedParams):
     activation_aware: bool = Field(
         default=True, description="Whiten with the Cholesky factor of the calibration Gram (SVD-LLM)."
     )
-    damping: float = Field(default=1e-3, ge=0.0, le=1.0, description=DAMPING)
     allocation: Literal["global", "uniform"] = Field(
         default="global", description="Ranks by one global error-per-MAC threshold, or one fraction for all."
+    )
+
+
+GridSide = Annotated[int, Field(ge=1, le=64)]
+
+
+class BlockLowRankParams(FactorizedParams):
+    grid: tuple[GridSide, GridSide] = Field(
+        default=(2, 2),
+        description="Row chunks × column chunks of every matrix (reduced to a divisor where one does not divide).",
+    )
+
+
+class MonarchParams(FactorizedParams):
+    blocks: int | None = Field(
+        default=None, ge=2, le=256,
+        description="Fixed number of blocks b for every matrix; default: b and the rank chosen per matrix.",
+    )
+    max_blocks: int = Field(default=16, ge=2, le=256, description="Largest b considered when b is chosen.")
+
+
+class MPOParams(FactorizedParams):
+    cores: int = Field(default=3, ge=2, le=8, description="Cores K of each tensor train (each dimension split into K).")
+    bond: int | None = Field(
+        default=None, ge=1, le=4096,
+        description="Fixed bond dimension χ for every matrix (the PicoGPT setting); default: χ per matrix "
+        "chosen from the MAC target.",
     )
 
 
@@ -73,7 +109,7 @@ class MethodInfo:
 
     implementation: "module:Class" of the engine's `Method` subclass (or the class itself, for a
     method defined in a test), imported only where torch is.
-    structures: what the method changes ("heads", "neurons", "lowrank").
+    structures: what the method changes ("heads", "neurons", or the Linear kinds it builds, `core.kinds`).
     data: "required" (calibration batches), "optional" (a parameter turns it off) or "none".
     """
 
@@ -173,4 +209,34 @@ register(MethodInfo(
     implementation="workers.compression.methods.magnitude:MagnitudeMethod",
     structures=("heads", "neurons"),
     data="none",
+))
+register(MethodInfo(
+    name="block_lowrank",
+    description="block-wise low rank: every block Linear cut into a grid, each block at its own rank (ranks "
+    "allocated globally by output error per MAC), executed as two block-diagonal stages with a permutation",
+    params=BlockLowRankParams,
+    implementation="workers.compression.methods.block_lowrank:BlockLowRankMethod",
+    structures=("block_lowrank",),
+    data="optional",
+    paper="Gupta, Srikumar, Sadayappan, Mahdipour Saravani 2024, arXiv 2406.11307",
+))
+register(MethodInfo(
+    name="monarch",
+    description="Monarch matrices P·L·Pᵀ·R (block-diagonal L, R): number of blocks and per-block rank chosen per "
+    "matrix from the MAC target, fitted by the closed-form block projection",
+    params=MonarchParams,
+    implementation="workers.compression.methods.monarch:MonarchMethod",
+    structures=("monarch",),
+    data="optional",
+    paper="Dao et al. 2022, arXiv 2204.00595 (Monarch)",
+))
+register(MethodInfo(
+    name="mpo",
+    description="matrix product operators (tensor trains) by TT-SVD, bond dimension per matrix chosen from the MAC "
+    "target, executed by contracting the cores with the input in the cheaper order",
+    params=MPOParams,
+    implementation="workers.compression.methods.mpo:MPOMethod",
+    structures=("mpo",),
+    data="optional",
+    paper="Gao et al. 2020 (MPO); Liu et al. 2021, arXiv 2106.02205 (MPOP); PicoGPT, arXiv 2603.28534",
 ))

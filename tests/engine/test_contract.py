@@ -24,14 +24,17 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from core import methods as catalogue
-from core.macs import BlockShape, dense_shape
+from core.kinds import KINDS, MPO, BlockLowRank, LinearKind, LowRank, Monarch, mpo_at_bond
+from core.macs import BlockShape, dense_shape, linear_shapes
 from tests.factories import batches, tiny_model
 from workers.compression.adapters import ModelAdapter, linear_dims
 from workers.compression.artifacts import load_compressed, save_compressed
 from workers.compression.calibration import Calibrator
 from workers.compression.engine import TOLERANCE, CompressionSpec, build_method, compress
+from workers.compression.linears.mpo import contract
 
 METHODS = catalogue.names()  # at collection: methods registered before (plugins) are included
 L = 16
@@ -53,16 +56,25 @@ def relative_error(model: nn.Module, dense: nn.Module, data: list[dict[str, Any]
     return (num / den) ** 0.5
 
 
+def executed_macs(module: nn.Module, tokens: int) -> int:
+    """The multiply-accumulates a block Linear of any kind executes on `tokens` inputs, counted by
+    torch's FLOP counter over the matmuls it actually runs (bias additions are not MACs)."""
+    in_features = linear_dims(module)[1]
+    p = next(module.parameters())
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        module(torch.zeros(tokens, in_features, dtype=p.dtype))
+    return counter.get_total_flops() // 2
+
+
 def counted_block_macs(model: nn.Module) -> int:
-    """Block MACs counted from the live modules, independently of the engine's accounting:
-    L·out·in per Linear (L·r·(out+in) factorised) and 2·L²·d_h per query head (2·L²·o.in)."""
+    """Block MACs counted from the live modules, independently of the engine's accounting: the
+    matmuls each block Linear executes on L tokens, and 2·L²·d_h per query head (2·L²·o.in)."""
     adapter = ModelAdapter(copy.deepcopy(model))
     adapter.prepare()
     total = 0
     for layer in adapter.layers:
         for name in adapter.spec.linears:
-            out_f, in_f, rank = linear_dims(adapter.linear(layer, name))
-            total += L * (out_f * in_f if rank is None else rank * (out_f + in_f))
+            total += executed_macs(adapter.linear(layer, name), L)
         total += 2 * L * L * linear_dims(adapter.linear(layer, "o"))[1]
     return total
 
@@ -81,14 +93,37 @@ def head_dims(heads: np.ndarray, head_dim: int) -> torch.Tensor:
     return torch.as_tensor((heads[:, None] * head_dim + np.arange(head_dim)[None, :]).ravel())
 
 
-def with_dead_units(model: nn.Module) -> tuple[ModelAdapter, BlockShape]:
+def exact_kind(structures: tuple[str, ...], m: int, n: int) -> LinearKind | None:
+    """The factorised kind a method of these structures builds that holds a rank-RANK matrix
+    exactly (every block of it has rank ≤ RANK), or for `mpo` a bond-RANK tensor train."""
+    if "lowrank" in structures:
+        return LowRank(m, n, RANK)
+    if "block_lowrank" in structures:
+        return BlockLowRank(m, n, (2, 2), ((RANK, RANK), (RANK, RANK)))
+    if "monarch" in structures:
+        return Monarch(m, n, 2, RANK)
+    if "mpo" in structures:
+        return mpo_at_bond(m, n, 3, RANK)
+    return None
+
+
+def tensor_train(spec: MPO, gen: torch.Generator) -> torch.Tensor:
+    """A random matrix that is exactly the tensor train `spec` describes."""
+    cores = [torch.randn(*shape, generator=gen, dtype=torch.float64) for shape in spec.core_shapes()]
+    w = contract(cores)
+    return (w / w.std() * spec.in_features ** -0.5).float()
+
+
+def with_dead_units(model: nn.Module, structures: tuple[str, ...] = ()) -> tuple[ModelAdapter, BlockShape]:
     """Make half of every block's units carry nothing, and its consumers low rank, in place.
 
     The last half of the FFN neurons and the last half of the query heads (of each kv group, under
     grouped-query attention) get zero columns in their consumer (down, o), so they add nothing to
     the block's output; o and down are rank RANK. Returns the prepared adapter and the shape that
-    drops exactly the dead units and factorises o and down at rank RANK: at that shape a method
-    that drops the units or rank-1 terms that carry nothing rewrites every block exactly.
+    drops exactly the dead units (for a pruning method) or keeps every unit and factorises o and
+    down as the method's kind that holds them exactly (for a factorising one): at that shape a
+    method that drops the units or terms that carry nothing rewrites every block exactly. For `mpo` (no unit is dropped, and zero columns are not a tensor train)
+    o and down are instead exact tensor trains of bond RANK.
     """
     adapter = ModelAdapter(model)
     adapter.prepare()
@@ -99,18 +134,28 @@ def with_dead_units(model: nn.Module) -> tuple[ModelAdapter, BlockShape]:
     else:
         dead_heads = heads[g.heads // 2 :]
     gen = torch.Generator().manual_seed(1)
+    kept = g.heads - len(dead_heads)
+    shape = BlockShape(heads=kept, kv_heads=g.kv_heads if g.group_size > 1 else kept, neurons=g.intermediate // 2)
+    factorising = bool(set(structures) & set(KINDS))
+    if factorising:  # the matrices keep their dense shapes, and o and down become the method's kind
+        shape = dense_shape(g)
+    dims = linear_shapes(g, shape)
     with torch.no_grad():
         for layer in adapter.layers:
             for name in ("o", "down"):
                 w = adapter.linear(layer, name).weight
+                if "mpo" in structures:
+                    w.copy_(tensor_train(mpo_at_bond(*w.shape, 3, RANK), gen))
+                    continue
                 left = torch.randn(w.shape[0], RANK, generator=gen)
                 w.copy_(left @ torch.randn(RANK, w.shape[1], generator=gen) * w.shape[1] ** -0.5)
-            adapter.linear(layer, "o").weight[:, head_dims(dead_heads, g.head_dim)] = 0.0
-            adapter.linear(layer, "down").weight[:, g.intermediate // 2 :] = 0.0
-    kept = g.heads - len(dead_heads)
-    shape = BlockShape(heads=kept, kv_heads=g.kv_heads if g.group_size > 1 else kept,
-                       neurons=g.intermediate // 2, ranks={"o": RANK, "down": RANK})
-    return adapter, shape
+            if "mpo" not in structures:
+                adapter.linear(layer, "o").weight[:, head_dims(dead_heads, g.head_dim)] = 0.0
+                adapter.linear(layer, "down").weight[:, g.intermediate // 2 :] = 0.0
+    if not factorising:
+        return adapter, shape
+    factors = {name: exact_kind(structures, *dims[name]) for name in ("o", "down")}
+    return adapter, shape.with_factors({k: v for k, v in factors.items() if v is not None})
 
 
 class ArchitectureContract:
@@ -144,10 +189,10 @@ class ArchitectureContract:
         dense (heads and neurons dropped, or o and down factorised, by what the method changes),
         and since the dropped units add nothing the outputs stay those of the uncut model."""
         model = copy.deepcopy(dense)
-        adapter, shape = with_dead_units(model)
+        structures = catalogue.get(method).structures
+        adapter, shape = with_dead_units(model, structures)
         reference = copy.deepcopy(model)
         impl = build_method(CompressionSpec(method, 0.5, L), adapter)
-        structures = catalogue.get(method).structures
         calibrator = Calibrator(adapter, torch.device("cpu"), torch.device("cpu"))
         inputs = calibrator.capture(data)
         full = dense_shape(adapter.geometry)
@@ -158,7 +203,7 @@ class ArchitectureContract:
             assert after != full, f"block {i}: no surgery happened"
             assert after.heads == (shape.heads if "heads" in structures else full.heads)
             assert after.neurons == (shape.neurons if "neurons" in structures else full.neurons)
-            assert after.ranks == (shape.ranks if "lowrank" in structures else {})
+            assert after.factors == (shape.factors if set(structures) & set(KINDS) else {})
             _, outputs = calibrator.run(layer, inputs)
             inputs = inputs.with_hidden(outputs)
         assert counted_block_macs(model) < counted_block_macs(reference)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from core.kinds import LowRank
 from core.macs import (
     BlockShape,
     Geometry,
@@ -55,7 +56,7 @@ def test_low_rank_factor_costs_r_times_m_plus_n() -> None:
     r = max_useful_rank(768, 3072)
     assert r * (768 + 3072) < 768 * 3072 <= (r + 1) * (768 + 3072)
     g, L = Geometry.from_config(BERT_BASE), 16
-    shape = dense_shape(g).with_ranks({"up": 50})
+    shape = dense_shape(g).with_factors({"up": LowRank(3072, 768, 50)})
     saved = L * 3072 * 768 - L * 50 * (3072 + 768)
     assert block_macs(g, dense_shape(g), L) - block_macs(g, shape, L) == saved
 

@@ -96,17 +96,16 @@ def test_activation_aware_svd_beats_plain_svd_on_the_calibration_inputs() -> Non
 
 def test_global_threshold_meets_the_budget_and_spends_it() -> None:
     rng = np.random.default_rng(0)
-    curves = []
+    menus = []
     for _ in range(4):
         widths = np.arange(1, 101)
         errors = np.sort(rng.random(100))[::-1] * np.linspace(1, 0, 100)
         errors[-1] = 0.0
-        curves.append({"neurons": budget.Curve(widths, np.minimum.accumulate(errors))})
-    cost = lambda _i, w: float(w["neurons"])  # noqa: E731
-    plan = budget.allocate_threshold(curves, cost, 200.0)
-    assert 199 <= sum(p["neurons"] for p in plan) <= 200
+        menus.append(budget.Curve(widths, np.minimum.accumulate(errors)).menu(float))
+    plan = budget.threshold(menus, 200.0)
+    assert 199 <= sum(o.choice for o in plan) <= 200
     with pytest.raises(BudgetInfeasible):
-        budget.allocate_threshold(curves, cost, 3.0)
+        budget.threshold(menus, 3.0)
 
 
 def test_adapter_rejects_unknown_types_naming_the_supported_ones() -> None:

@@ -5,7 +5,7 @@ The facts per architecture are data (`core.archs.ArchSpec`, one registry keyed b
 to a block through the names of `core.macs`: q, k, v (or the fused qkv of GPT-2), o, gate, up, down.
 
 Every block Linear is an `nn.Linear` after `prepare()` (GPT-2's Conv1D is transposed into
-one), or a factorised `nn.Sequential(Linear(n→r, no bias), Linear(r→m))`.
+one), or a module of a factorised Linear kind (`core.kinds`, `workers.compression.linears`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ from torch import nn
 
 from core.archs import ArchSpec, fused_qkv_kv_heads, get_spec
 from core.errors import InvalidArtifact, UnsupportedArchitecture
+from core.kinds import KINDS, entry_keys, from_entry
 from core.macs import BlockShape, Geometry
+from workers.compression import linears
 
 
 def set_module(root: nn.Module, path: str, module: nn.Module) -> None:
@@ -25,14 +27,10 @@ def set_module(root: nn.Module, path: str, module: nn.Module) -> None:
     setattr(root.get_submodule(parent) if parent else root, name, module)
 
 
-def linear_dims(module: nn.Module) -> tuple[int, int, int | None]:
-    """(out_features, in_features, rank or None) of a Linear or a factorised pair."""
-    if isinstance(module, nn.Sequential):
-        first, second = cast(nn.Linear, module[0]), cast(nn.Linear, module[1])
-        return second.out_features, first.in_features, first.out_features
-    if isinstance(module, nn.Linear):
-        return module.out_features, module.in_features, None
-    raise TypeError(f"not a block Linear: {type(module).__name__}")
+def linear_dims(module: nn.Module) -> tuple[int, int]:
+    """(out_features, in_features) of a block Linear of any kind."""
+    spec = linears.spec_of(module)
+    return spec.out_features, spec.in_features
 
 
 class ModelAdapter:
@@ -78,14 +76,14 @@ class ModelAdapter:
     def block_shape(self, layer: nn.Module) -> BlockShape:
         """Read what a (possibly compressed) block keeps from its live modules."""
         g = self.geometry
-        dims = {name: linear_dims(self.linear(layer, name)) for name in self.spec.linears}
-        heads = dims["o"][1] // g.head_dim
+        kinds = {name: linears.spec_of(self.linear(layer, name)) for name in self.spec.linears}
+        heads = kinds["o"].in_features // g.head_dim
         if self.spec.fused_qkv:
-            kv = fused_qkv_kv_heads(dims["qkv"][0], heads, g.head_dim)
+            kv = fused_qkv_kv_heads(kinds["qkv"].out_features, heads, g.head_dim)
         else:
-            kv = dims["k"][0] // g.head_dim
-        ranks = {name: r for name, (_, _, r) in dims.items() if r is not None}
-        return BlockShape(heads=heads, kv_heads=kv, neurons=dims["down"][1], ranks=ranks)
+            kv = kinds["k"].out_features // g.head_dim
+        shape = BlockShape(heads=heads, kv_heads=kv, neurons=kinds["down"].in_features)
+        return shape.with_factors(kinds)
 
     def set_heads(self, layer: nn.Module, heads: int, kv_heads: int) -> dict[str, int]:
         attrs = self.spec.head_attrs(heads, kv_heads, self.geometry.head_dim)
@@ -101,12 +99,8 @@ class ModelAdapter:
         for i, layer in enumerate(self.layers):
             for name, rel in self.spec.linears.items():
                 module = self.linear(layer, name)
-                out_f, in_f, rank = linear_dims(module)
-                last = module[1] if isinstance(module, nn.Sequential) else module
-                entry = {"type": "linear" if rank is None else "lowrank", "in": in_f, "out": out_f}
-                entry["bias"] = last.bias is not None
-                if rank is not None:
-                    entry["rank"] = rank
+                entry = linears.spec_of(module).entry()
+                entry["bias"] = linears.bias_of(module) is not None
                 modules[f"{self.layer_path(i)}.{rel}"] = entry
             shape = self.block_shape(layer)
             attrs = self.spec.head_attrs(shape.heads, shape.kv_heads, self.geometry.head_dim)
@@ -136,20 +130,12 @@ def _conv1d_to_linear(conv: nn.Module) -> nn.Linear:
 
 
 # The kinds of block Linear a manifest entry may describe, and the keys (besides "type") each has.
-MODULE_KINDS: dict[str, frozenset[str]] = {
-    "linear": frozenset({"in", "out", "bias"}),
-    "lowrank": frozenset({"in", "out", "bias", "rank"}),
-}
+MODULE_KINDS: dict[str, frozenset[str]] = {kind: entry_keys(kind) for kind in KINDS}
 
 
 def build_linear(entry: dict[str, Any], dtype: torch.dtype) -> nn.Module:
     """An uninitialised module of the kind and shape a manifest entry describes (on the default
     device: the loader builds on the meta device)."""
-    if entry["type"] == "linear":
-        return nn.Linear(entry["in"], entry["out"], bias=entry["bias"], dtype=dtype)
-    if entry["type"] == "lowrank":
-        return nn.Sequential(
-            nn.Linear(entry["in"], entry["rank"], bias=False, dtype=dtype),
-            nn.Linear(entry["rank"], entry["out"], bias=entry["bias"], dtype=dtype),
-        )
-    raise InvalidArtifact(f"unknown module type in manifest: {entry['type']!r}")
+    if entry.get("type") not in KINDS:
+        raise InvalidArtifact(f"unknown module type in manifest: {entry.get('type')!r}")
+    return linears.build(from_entry(entry), bool(entry["bias"]), dtype)

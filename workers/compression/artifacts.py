@@ -1,14 +1,14 @@
 """Artifacts: a directory with model.safetensors, config.json, tokenizer files and compression.json.
 
 compression.json holds the method and its parameters, per-layer kept heads and neurons or
-ranks, MAC and parameter accounting, the source model and revision, the calibration
+factor kinds, MAC and parameter accounting, the source model and revision, the calibration
 fingerprint, library versions, and `structure`: the kind and shape of every block Linear plus
 the head-count attributes of each attention module.
 
 `load_compressed` trusts nothing it reads: the format version must be this one; the class must
 be a transformers model class of config.json's model_type; every module path in `structure`
 must be a block Linear of that architecture's `ArchSpec` (`<layers>.<i>.<linear>`, i below the
-number of layers), of a known kind with positive integer sizes, and every attribute a head count
+number of layers), of a known Linear kind whose factor shapes validate (`core.kinds`), and every attribute a head count
 the spec sets, equal to what the shapes imply (`InvalidArtifact` otherwise). The model is built
 on the meta device, so no random dense copy is ever allocated; the weights are then assigned
 straight from model.safetensors (no pickle, no remote code), tied weights re-tied, and the
@@ -31,6 +31,7 @@ from safetensors.torch import load_file, save_model
 from torch import nn
 
 from core.errors import InvalidArtifact, ModelRefused, UnsupportedArchitecture
+from core.kinds import from_entry
 from core.macs import linear_shapes
 from workers.compression.adapters import MODULE_KINDS, ModelAdapter, build_linear, linear_dims, set_module
 
@@ -216,9 +217,10 @@ def _check_module_entry(module_path: str, entry: Any) -> None:
         raise InvalidArtifact(f"{MANIFEST}: a {kind} entry ({module_path}) has the keys {sorted(keys)}")
     if not isinstance(entry["bias"], bool):
         raise InvalidArtifact(f"{MANIFEST}: bias of {module_path} must be true or false")
-    for key in sorted(keys - {"bias"}):
+    for key in ("in", "out"):
         if not _positive_int(entry[key]):
             raise InvalidArtifact(f"{MANIFEST}: {key} of {module_path} must be a positive integer")
+    from_entry(entry, where=f"{MANIFEST}: module {module_path}")  # the factor shapes, validated
 
 
 def _set_head_counts(adapter: ModelAdapter, index: int, layer: nn.Module, recorded: dict[str, int]) -> None:
@@ -233,7 +235,7 @@ def _set_head_counts(adapter: ModelAdapter, index: int, layer: nn.Module, record
         raise InvalidArtifact(f"{where}: {shape.heads} query heads over {shape.kv_heads} kv heads")
     expected = linear_shapes(adapter.geometry, shape)
     for name, rel in adapter.spec.linears.items():
-        out_f, in_f, _ = linear_dims(adapter.linear(layer, name))
+        out_f, in_f = linear_dims(adapter.linear(layer, name))
         if (out_f, in_f) != expected[name]:
             raise InvalidArtifact(
                 f"{where}: {rel} is {out_f}×{in_f}, a block of {shape.heads} heads, {shape.kv_heads} kv "

@@ -1,18 +1,34 @@
-"""Splitting a global MAC budget across blocks and components.
+"""Splitting a global MAC budget across every compressible part of the model: one allocator over options.
 
-Each compressible component (a layer's neurons, its heads, a factorised matrix) offers an
-error curve: candidate widths (increasing) and the normalised error of each (non-increasing,
-0 at full width). One global threshold τ picks, in every curve, the smallest width whose
-error is ≤ τ (STAT's global threshold on normalised error signals); τ is the smallest value
-whose plan fits the budget, found by bisection over the curves' own error values, so the
-plan lands on the budget up to one unit. A final greedy fill spends what is left on the units
-that reduce error most per MAC.
+Each part (a matrix of a factorising method; a block's neurons or heads for the structured
+methods) is an *item* with a menu of `Option`s: what it would cost (MACs as executed) and its
+error, in one currency for every method: the **relative output error on the calibration data**,
+‖(W − Ŵ)·X‖² / ‖W·X‖² (for pruned units, the normalised residual of the consumer's input, which is
+the same quantity for the interpolated consumer). Every menu holds a zero-error option (dense, or
+every unit kept). The sum over items of the chosen costs must not exceed the budget.
+
+Two rules choose one option per item:
+
+- `lagrangian` (the factorising methods): minimise Σ error subject to Σ MACs ≤ budget, a
+  multiple-choice knapsack, solved by the greedy on each menu's lower convex hull with a heap (the
+  Lagrangian relaxation's path: upgrades in order of error removed per MAC added), then completed
+  with off-hull options where a hull step no longer fits. Exact at every hull vertex the path
+  passes; within one step of the optimum otherwise.
+- `threshold` (STAT's rule, for `id` and `magnitude`): one global error threshold τ, in each menu
+  the cheapest option whose error is ≤ τ; τ the smallest whose plan fits (bisection over the menus'
+  own error values), then the same heap spends what is left on the next options, best error drop
+  per MAC first.
+
+Both terminate by construction (each heap entry moves one item forward along its menu) and raise
+`BudgetInfeasible` when even the cheapest options exceed the budget.
 """
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -20,79 +36,197 @@ from core.errors import BudgetInfeasible
 
 
 @dataclass(frozen=True)
+class Option:
+    macs: float
+    error: float
+    choice: Any  # what the method builds for this option (a width, a LinearKind, …)
+
+
+Menu = Sequence[Option]
+
+
+@dataclass(frozen=True)
 class Curve:
-    widths: np.ndarray  # increasing candidate widths; the last is the full width
-    errors: np.ndarray  # normalised error at each width, non-increasing, last = 0
+    """A structured component's error curve: candidate widths (increasing) and the error of each."""
 
-    def index_at(self, tau: float) -> int:
-        """Index of the smallest width whose error is ≤ τ."""
-        below = np.nonzero(self.errors <= tau)[0]
-        return int(below[0]) if below.size else len(self.widths) - 1
+    widths: np.ndarray
+    errors: np.ndarray  # non-increasing, last = 0
 
-
-Plan = list[dict[str, int]]  # per block: component -> width
-CostFn = Callable[[int, dict[str, int]], float]  # (block index, widths) -> MACs of that block
+    def menu(self, cost: Callable[[int], float]) -> list[Option]:
+        return [Option(float(cost(int(w))), float(e), int(w)) for w, e in zip(self.widths, self.errors, strict=True)]
 
 
-def _plan_at(curves: Sequence[dict[str, Curve]], tau: float) -> list[dict[str, int]]:
-    return [{name: c.index_at(tau) for name, c in block.items()} for block in curves]
+def _pareto(menu: Menu) -> list[Option]:
+    """Options sorted by cost, each strictly better in error than every cheaper one."""
+    out: list[Option] = []
+    for option in sorted(menu, key=lambda o: (o.macs, o.error)):
+        if not out or option.error < out[-1].error:
+            out.append(option)
+    return out
 
 
-def _block_widths(block: dict[str, Curve], idx: dict[str, int]) -> dict[str, int]:
-    return {n: int(block[n].widths[i]) for n, i in idx.items()}
+def _hull(front: list[Option]) -> list[int]:
+    """Indices of the lower convex hull of a Pareto front (cost ascending, error descending)."""
+    hull: list[int] = []
+    for k, p in enumerate(front):
+        while len(hull) >= 2:
+            a, b = front[hull[-2]], front[hull[-1]]
+            # b is above the segment a→p: drop it
+            if (b.error - a.error) * (p.macs - a.macs) >= (p.error - a.error) * (b.macs - a.macs):
+                hull.pop()
+            else:
+                break
+        hull.append(k)
+    return hull
 
 
-def _widths(curves: Sequence[dict[str, Curve]], idx: list[dict[str, int]]) -> Plan:
-    return [_block_widths(block, b) for block, b in zip(curves, idx, strict=True)]
-
-
-def _cost(curves: Sequence[dict[str, Curve]], idx: list[dict[str, int]], cost: CostFn) -> float:
-    return sum(cost(i, w) for i, w in enumerate(_widths(curves, idx)))
-
-
-def allocate_threshold(curves: Sequence[dict[str, Curve]], cost: CostFn, budget: float) -> Plan:
-    """The plan of the smallest global threshold whose total cost is ≤ budget, then filled."""
-    taus = np.unique(np.concatenate([c.errors for block in curves for c in block.values()] + [[0.0, 1.0]]))
-    lo, hi = 0, len(taus) - 1  # cost(taus[hi]) is the cheapest plan
-    if _cost(curves, _plan_at(curves, float(taus[hi])), cost) > budget:
+def _infeasible(fronts: list[list[Option]], budget: float) -> None:
+    least = sum(f[0].macs for f in fronts)
+    if least > budget:
         raise BudgetInfeasible(
-            f"even the narrowest plan exceeds the budget of {budget:.4g} MACs", field="target.mac_ratio"
+            f"even the cheapest plan ({least:.4g} MACs) exceeds the budget of {budget:.4g} MACs",
+            field="target.mac_ratio",
         )
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if _cost(curves, _plan_at(curves, float(taus[mid])), cost) <= budget:
-            hi = mid
-        else:
-            lo = mid + 1
-    idx = _plan_at(curves, float(taus[lo]))
-    _fill(curves, idx, cost, budget)
-    return _widths(curves, idx)
 
 
-def _fill(curves: Sequence[dict[str, Curve]], idx: list[dict[str, int]], cost: CostFn, budget: float) -> None:
-    """Greedily widen components while the budget allows: best error drop per added MAC first."""
-    spent = _cost(curves, idx, cost)
-    for _ in range(100_000):
-        best: tuple[float, int, str, float] | None = None
-        for b, block in enumerate(curves):
-            current = _block_widths(block, idx[b])
-            base = cost(b, current)
-            for name, curve in block.items():
-                i = idx[b][name]
-                if i + 1 >= len(curve.widths):
-                    continue
-                extra = cost(b, {**current, name: int(curve.widths[i + 1])}) - base
-                if spent + extra > budget:
-                    continue
-                gain = (curve.errors[i] - curve.errors[i + 1]) / max(extra, 1e-9)
-                if best is None or gain > best[0]:
-                    best = (gain, b, name, extra)
+def _slope(a: Option, b: Option) -> float:
+    return (a.error - b.error) / max(b.macs - a.macs, 1e-12)
+
+
+def _spend(fronts: list[list[Option]], chosen: list[int], budget: float, *, hull: bool) -> None:
+    """Move items forward along their fronts while the budget allows, best error drop per MAC first.
+
+    With `hull`, the candidate step of an item is to its next hull vertex, and when that no longer
+    fits, to the best-slope option before it that does; without, always the next option.
+    """
+    spent = sum(f[c].macs for f, c in zip(fronts, chosen, strict=True))
+    steps = [_hull(f) if hull else list(range(len(f))) for f in fronts]
+    pos = [0] * len(fronts)  # per item: index into its steps of the first one beyond `chosen`
+    heap: list[tuple[float, int, int]] = []
+
+    def push(item: int) -> None:
+        front, at, ahead = fronts[item], chosen[item], steps[item]
+        while pos[item] < len(ahead) and ahead[pos[item]] <= at:
+            pos[item] += 1
+        if pos[item] == len(ahead):
+            return
+        nxt = ahead[pos[item]]
+        if spent + front[nxt].macs - front[at].macs > budget:
+            fits = [k for k in range(at + 1, nxt) if spent + front[k].macs - front[at].macs <= budget]
+            if not fits:
+                return
+            nxt = max(fits, key=lambda k: _slope(front[at], front[k]))
+        heapq.heappush(heap, (-_slope(front[at], front[nxt]), item, nxt))
+
+    for item in range(len(fronts)):
+        push(item)
+    while heap:
+        _, item, nxt = heapq.heappop(heap)
+        extra = fronts[item][nxt].macs - fronts[item][chosen[item]].macs
+        if spent + extra > budget:
+            push(item)  # the budget moved since this entry was pushed: look again
+            continue
+        chosen[item], spent = nxt, spent + extra
+        push(item)
+    _exchange(fronts, chosen, budget - spent)
+
+
+def _left(fronts: list[list[Option]], chosen: list[int], budget: float) -> float:
+    return budget - sum(f[c].macs for f, c in zip(fronts, chosen, strict=True))
+
+
+def _polish(fronts: list[list[Option]], chosen: list[int], budget: float, slack: float) -> None:
+    """While more than `slack` of the budget is unspent: the pair move (one item one option down,
+    another up to any option that then fits) that leaves the least unspent, provided it leaves less
+    than before; ties broken by the error it adds. For menus too coarse to land near the budget."""
+    for _ in range(4 * len(fronts)):
+        left = _left(fronts, chosen, budget)
+        if left <= slack:
+            return
+        best: tuple[float, float, int, int, int, int] | None = None
+        for a, fa in enumerate(fronts):
+            for ka in range(chosen[a]):
+                freed = fa[chosen[a]].macs - fa[ka].macs
+                for b, fb in enumerate(fronts):
+                    if b == a:
+                        continue
+                    for kb in range(chosen[b] + 1, len(fb)):
+                        rest = left + freed - (fb[kb].macs - fb[chosen[b]].macs)
+                        if rest < 0:
+                            break
+                        if rest >= left:
+                            continue
+                        cost = (fa[ka].error - fa[chosen[a]].error) + (fb[kb].error - fb[chosen[b]].error)
+                        key = (max(rest, slack), cost, a, ka, b, kb)
+                        if best is None or key[:2] < best[:2]:
+                            best = key
         if best is None:
             return
-        _, b, name, extra = best
-        idx[b][name] += 1
-        spent += extra
+        _, _, a, ka, b, kb = best
+        chosen[a], chosen[b] = ka, kb
 
 
-def allocate_uniform(num_blocks: int, widths: dict[str, int]) -> Plan:
-    return [dict(widths) for _ in range(num_blocks)]
+def _exchange(fronts: list[list[Option]], chosen: list[int], left: float) -> None:
+    """Spend what the slope order left over: repeatedly take the single move (any option of any item)
+    that fits in the remainder and removes the most error. Coarse menus (tensor-train bonds) leave
+    gaps that no per-MAC step fits, but a larger jump elsewhere often does."""
+    while True:
+        best: tuple[float, int, int, float] | None = None
+        for item, front in enumerate(fronts):
+            at = front[chosen[item]]
+            for k in range(chosen[item] + 1, len(front)):
+                extra = front[k].macs - at.macs
+                if extra > left:
+                    break
+                gain = at.error - front[k].error
+                if best is None or gain > best[0]:
+                    best = (gain, item, k, extra)
+        if best is None or best[0] <= 0:
+            return
+        _, item, k, extra = best
+        chosen[item], left = k, left - extra
+
+
+def _chosen(fronts: list[list[Option]], chosen: list[int]) -> list[Option]:
+    return [f[c] for f, c in zip(fronts, chosen, strict=True)]
+
+
+def lagrangian(menus: Sequence[Menu], budget: float, slack: float = 0.0) -> list[Option]:
+    """One option per menu: least total error with total MACs ≤ budget (see the module docstring).
+    With `slack`, coarse menus that leave more than that unspent are polished by pair moves."""
+    fronts = [_pareto(m) for m in menus]
+    _infeasible(fronts, budget)
+    chosen = [0] * len(fronts)
+    _spend(fronts, chosen, budget, hull=True)
+    if slack > 0:
+        _polish(fronts, chosen, budget, slack)
+    return _chosen(fronts, chosen)
+
+
+def threshold(menus: Sequence[Menu], budget: float) -> list[Option]:
+    """STAT's rule: the cheapest option with error ≤ τ in every menu, τ the least that fits, then filled."""
+    fronts = [_pareto(m) for m in menus]
+    _infeasible(fronts, budget)
+    errors = np.array([o.error for f in fronts for o in f] + [0.0])
+    taus = np.unique(np.concatenate([errors, [max(1.0, float(errors.max()))]]))
+
+    def at(tau: float) -> list[int]:
+        return [next((k for k, o in enumerate(f) if o.error <= tau), len(f) - 1) for f in fronts]
+
+    def cost(idx: list[int]) -> float:
+        return sum(f[k].macs for f, k in zip(fronts, idx, strict=True))
+
+    lo, hi = 0, len(taus) - 1
+    if cost(at(float(taus[hi]))) > budget:  # the largest τ is the cheapest plan
+        lo = hi = len(taus) - 1
+        chosen = [0] * len(fronts)
+    else:
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if cost(at(float(taus[mid]))) <= budget:
+                hi = mid
+            else:
+                lo = mid + 1
+        chosen = at(float(taus[lo]))
+    _spend(fronts, chosen, budget, hull=False)
+    return _chosen(fronts, chosen)

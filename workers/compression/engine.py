@@ -85,6 +85,18 @@ def check_plan(spec: CompressionSpec, method: Method, plan: list[BlockShape], de
     return ratio
 
 
+def check_reachable(spec: CompressionSpec, method: Method, dense_block_macs: int) -> None:
+    """BudgetInfeasible, before any calibration or decomposition, when the method's cheapest forms
+    of every matrix (known from the shapes alone) already keep more than the target."""
+    least = method.least_block_macs()
+    if least is not None and least > spec.mac_target * dense_block_macs:
+        raise BudgetInfeasible(
+            f"method {spec.method!r} cannot go below {least / dense_block_macs:.4f} of the block MACs of this "
+            f"model with these parameters, above mac_ratio {spec.mac_target} (nothing was compressed)",
+            field="target.mac_ratio",
+        )
+
+
 def compress(
     model: nn.Module | ModelAdapter,
     batches: list[dict[str, torch.Tensor]],
@@ -117,6 +129,7 @@ def compress(
     inputs: BlockInputs | None = None
     if spec.mac_target >= 1.0:  # everything is kept: no statistics, no passes
         return _report(spec, method, before, before, [], 0, timings, started, dev)
+    check_reachable(spec, method, before["block_macs"])
     if method.needs_data:
         if not batches:
             raise InvalidSpec(f"method {spec.method!r} needs calibration data", field="calibration")

@@ -43,14 +43,14 @@ def spectrum(weight: torch.Tensor, gram: torch.Tensor | None, damping: float) ->
     g = (g + g.T) / 2
     ridge = damping * g.diagonal().mean().clamp_min(1e-300)
     eye = torch.eye(g.shape[0], dtype=g.dtype, device=g.device)
-    chol = _cholesky_with_retry(g, eye, ridge)
+    chol = cholesky_with_retry(g, eye, ridge)
     u, s, vh = torch.linalg.svd(w @ chol, full_matrices=False)
     # Vᵀ·S⁻¹ = (S⁻ᵀ·V)ᵀ: a triangular solve, never an explicit inverse.
     vh = torch.linalg.solve_triangular(chol.T, vh.T, upper=True).T
     return Spectrum(u, s, vh)
 
 
-def _cholesky_with_retry(g: torch.Tensor, eye: torch.Tensor, ridge: torch.Tensor) -> torch.Tensor:
+def cholesky_with_retry(g: torch.Tensor, eye: torch.Tensor, ridge: torch.Tensor) -> torch.Tensor:
     for factor in (1.0, 10.0, 100.0, 1e4):
         chol, info = torch.linalg.cholesky_ex(g + eye * ridge * factor)
         if int(info) == 0:
@@ -61,16 +61,18 @@ def _cholesky_with_retry(g: torch.Tensor, eye: torch.Tensor, ridge: torch.Tensor
 
 
 def factorised(spec: Spectrum, rank: int, bias: torch.Tensor | None, dtype: torch.dtype) -> nn.Sequential:
-    """nn.Sequential(Linear(n→r), Linear(r→m)) holding the rank-r approximation."""
+    """A `LowRankLinear` (Linear(n→r), Linear(r→m)) holding the rank-r approximation."""
+    from workers.compression.linears.lowrank import LowRankLinear
+
     root = spec.s[:rank].sqrt()
     first = spec.vh[:rank] * root[:, None]  # (r, n)
     second = spec.u[:, :rank] * root[None, :]  # (m, r)
-    device = spec.u.device
-    a = nn.Linear(first.shape[1], rank, bias=False, dtype=dtype, device=device)
-    b = nn.Linear(rank, second.shape[0], bias=bias is not None, dtype=dtype, device=device)
+    pair = LowRankLinear(first.shape[1], rank, second.shape[0], bias=bias is not None, dtype=dtype,
+                         device=spec.u.device)
+    a, b = pair[0], pair[1]
     with torch.no_grad():
         a.weight.copy_(first.to(dtype))
         b.weight.copy_(second.to(dtype))
         if bias is not None:
             b.bias.copy_(bias.detach())
-    return nn.Sequential(a, b)
+    return pair

@@ -51,6 +51,11 @@ class Method(ABC):
         """Choices the method made from the model (e.g. an `auto` parameter), for the report."""
         return {}
 
+    def least_block_macs(self) -> int | None:
+        """The fewest block MACs the method can reach, from the shapes alone (None: not known
+        before planning). The engine refuses a lower target before any compute."""
+        return None
+
     def observe_plan(self, index: int, layer: nn.Module, stats: BlockStats) -> None:  # noqa: B027
         """Record what planning needs from block `index` (dense statistics)."""
 

@@ -46,16 +46,31 @@ class StructuredMethod(Method):
         kv = g.kv_heads if g.group_size > 1 else heads
         return BlockShape(heads=heads, kv_heads=kv, neurons=widths["neurons"])
 
-    def block_cost(self, _index: int, widths: dict[str, int]) -> float:
-        return block_macs(self.geometry, self.shape_of(widths), self.seq_len)
+    def component_macs(self, component: str, width: int) -> float:
+        """MACs of one component of a block at `width`: block MACs are their sum (core.macs)."""
+        g = self.geometry
+        if component == "neurons":
+            return block_macs(g, BlockShape(heads=0, kv_heads=0, neurons=width), self.seq_len)
+        shape = self.shape_of({"heads": width, "neurons": 0})
+        return block_macs(g, shape, self.seq_len)
 
     def plan(self, mac_target: float) -> list[BlockShape]:
         g, n = self.geometry, self.geometry.num_layers
         if self.allocation == "uniform":
             return [uniform_shape(g, mac_target, self.seq_len, prune_heads=self.params.prune_heads)] * n
-        curves = [_floor(self.curves.get(i) or self.weight_curves(i), self.params.min_keep) for i in range(n)]
         total = mac_target * n * block_macs(g, dense_shape(g), self.seq_len)
-        return [self.shape_of(w) for w in budget.allocate_threshold(curves, self.block_cost, total)]
+        items: list[tuple[int, str]] = []
+        menus: list[list[budget.Option]] = []
+        for i in range(n):
+            curves = _floor(self.curves.get(i) or self.weight_curves(i), self.params.min_keep)
+            curves.setdefault("heads", budget.Curve(np.array([g.heads]), np.array([0.0])))  # heads kept
+            for name, curve in curves.items():
+                items.append((i, name))
+                menus.append(curve.menu(lambda w, c=name: self.component_macs(c, w)))
+        widths: list[dict[str, int]] = [{} for _ in range(n)]
+        for (i, name), option in zip(items, budget.threshold(menus, total), strict=True):
+            widths[i][name] = option.choice
+        return [self.shape_of(w) for w in widths]
 
     def head_widths(self) -> np.ndarray:
         """Candidate numbers of query heads: any count, or multiples of the kv groups (GQA)."""
