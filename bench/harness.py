@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from bench.common import REPO
-from bench.settings import METHODS, SST2_MODEL_ID, ModelBench, Settings
+from bench.settings import FACTOR_METHODS, METHODS, SST2_MODEL_ID, ModelBench, Settings
 from core.errors import PareError
 from workers.data import CalibrationSet, DataSource, build_calibration, default_data_dir
 
@@ -124,7 +124,7 @@ def method_spec(label: str, overrides: dict[str, Any] | None = None) -> tuple[st
     """(engine method, its full validated parameters with defaults) for a bench method label."""
     from workers.compression.methods import get_method
 
-    method, params = METHODS[label]
+    method, params = {**METHODS, **FACTOR_METHODS}[label]
     merged = {**params, **(overrides or {})}
     return method, get_method(method).Params(**merged).model_dump()
 
@@ -173,7 +173,7 @@ def compress_point(
 
 def _layer_summary(layers: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per block: what it kept (heads, neurons or ranks), without the long per-layer error lists."""
-    keep = ("index", "heads", "kv_heads", "neurons", "ranks", "neuron_error", "head_error")
+    keep = ("index", "heads", "kv_heads", "neurons", "ranks", "linears", "neuron_error", "head_error")
     return [{k: v for k, v in layer.items() if k in keep} for layer in layers]
 
 

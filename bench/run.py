@@ -40,6 +40,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-params", type=float, default=None, help="largest scale-suite model, e.g. 1e8")
     parser.add_argument("--targets", default=None, help="comma-separated MAC targets [settings]")
     parser.add_argument("--ablation-models", default=None, help="comma-separated, or 'none'")
+    parser.add_argument("--factor-methods", default=None, help="method labels for the factorizations suite")
     parser.add_argument("--speed-methods", default=None, help="method labels for the speed suite")
     return parser.parse_args(argv)
 
@@ -58,9 +59,12 @@ def build_settings(args: argparse.Namespace) -> Settings:
         overrides["threads"] = args.threads
     if args.models:
         overrides["models"] = _split(args.models, list(MODELS), "models")
+        overrides["factor_models"] = overrides["models"]
     if args.targets:
         overrides["targets"] = tuple(float(t) for t in args.targets.split(","))
         overrides["latency_targets"] = tuple(t for t in overrides["targets"] if t < 1.0)  # type: ignore[union-attr]
+    if args.factor_methods:
+        overrides["factor_methods"] = tuple(args.factor_methods.split(","))
     if args.speed_methods:
         overrides["speed_methods"] = tuple(args.speed_methods.split(","))
     if args.ablation_models:

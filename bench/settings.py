@@ -102,7 +102,24 @@ METHOD_LABELS = {
     "svd": "SVD, plain",
     "magnitude": "magnitude",
 }
-SUITES = ("quality", "speed", "latency", "scale", "picogpt")
+# The factorization families (issue 10), each activation-aware by default and plain as an ablation.
+FACTOR_METHODS: dict[str, tuple[str, dict[str, Any]]] = {
+    "block_lowrank": ("block_lowrank", {}),
+    "monarch": ("monarch", {}),
+    "mpo": ("mpo", {}),
+    "block_lowrank-plain": ("block_lowrank", {"activation_aware": False}),
+    "monarch-plain": ("monarch", {"activation_aware": False}),
+    "mpo-plain": ("mpo", {"activation_aware": False}),
+}
+METHOD_LABELS.update({
+    "block_lowrank": "block low rank, activation-aware",
+    "monarch": "Monarch, activation-aware",
+    "mpo": "MPO (tensor train), activation-aware",
+    "block_lowrank-plain": "block low rank, plain",
+    "monarch-plain": "Monarch, plain",
+    "mpo-plain": "MPO, plain",
+})
+SUITES = ("quality", "speed", "latency", "scale", "picogpt", "factorizations", "picogpt_mpo")
 
 
 @dataclass(frozen=True)
@@ -137,6 +154,13 @@ class Settings:
     scale_gpu_sizes: tuple[str, ...] = ("0.5B", "1B", "3B", "7B")
     scale_calibration: tuple[int, int] = (32, 128)  # samples x tokens of random ids
     max_params: float | None = None
+    # factorizations: each family beside id and svd-aa, with the artifact's latency and compression time
+    factor_models: tuple[str, ...] = ("minilm", "sst2", "smollm2")
+    factor_methods: tuple[str, ...] = ("id", "svd-aa", "block_lowrank", "monarch", "mpo")
+    factor_targets: tuple[float, ...] = (0.9, 0.7, 0.5)
+    factor_ablations: tuple[str, ...] = ("block_lowrank-plain", "monarch-plain", "mpo-plain")
+    factor_ablation_models: tuple[str, ...] = ("minilm",)
+    factor_latency_batches: tuple[int, ...] = (8,)
     # picogpt
     picogpt_steps: int | None = None  # None: the recipe's steps
     picogpt_eval_chars: int | None = None  # None: the whole held-out split
@@ -167,6 +191,10 @@ class Settings:
             scale_sizes=("1M", "4M"),
             scale_gpu_sizes=("1M", "4M"),
             scale_calibration=(8, 64),
+            factor_models=("minilm",),
+            factor_methods=("block_lowrank", "monarch", "mpo"),
+            factor_targets=(0.5,),
+            factor_ablations=(),
             picogpt_steps=30,
             picogpt_eval_chars=20000,
         )

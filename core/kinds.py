@@ -240,7 +240,9 @@ class MPO(LinearKind):
             left *= self.out_factors[k] * self.in_factors[k]
             right = self.out_features * self.in_features // left
             if chi > min(left, right):
-                raise ValueError(f"bond {k + 1} ({chi}) exceeds the rank of its unfolding ({min(left, right)})")
+                raise ValueError(
+                    f"bond {k + 1} ({chi}) exceeds the rank of its unfolding ({min(left, right)})"
+                )
 
     @classmethod
     def cheapest_order(cls, out_factors: tuple[int, ...], in_factors: tuple[int, ...],

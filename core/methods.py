@@ -62,7 +62,8 @@ class FactorizedParams(MethodParams):
 
     activation_aware: bool = Field(
         default=True,
-        description="Fit to the calibration inputs (minimise the Linear's output error); false: weight space, no data.",
+        description="Fit to the calibration inputs (minimise the Linear's output error); "
+        "false: weight space, no data.",
     )
     damping: float = Field(default=1e-3, ge=0.0, le=1.0, description=DAMPING)
 
@@ -82,7 +83,8 @@ GridSide = Annotated[int, Field(ge=1, le=64)]
 class BlockLowRankParams(FactorizedParams):
     grid: tuple[GridSide, GridSide] = Field(
         default=(2, 2),
-        description="Row chunks × column chunks of every matrix (reduced to a divisor where one does not divide).",
+        description="Row chunks × column chunks of every matrix "
+        "(reduced to a divisor where one does not divide).",
     )
 
 
@@ -95,7 +97,8 @@ class MonarchParams(FactorizedParams):
 
 
 class MPOParams(FactorizedParams):
-    cores: int = Field(default=3, ge=2, le=8, description="Cores K of each tensor train (each dimension split into K).")
+    cores: int = Field(default=3, ge=2, le=8,
+                       description="Cores K of each tensor train (each dimension split into K).")
     bond: int | None = Field(
         default=None, ge=1, le=4096,
         description="Fixed bond dimension χ for every matrix (the PicoGPT setting); default: χ per matrix "
@@ -222,8 +225,8 @@ register(MethodInfo(
 ))
 register(MethodInfo(
     name="monarch",
-    description="Monarch matrices P·L·Pᵀ·R (block-diagonal L, R): number of blocks and per-block rank chosen per "
-    "matrix from the MAC target, fitted by the closed-form block projection",
+    description="Monarch matrices P·L·Pᵀ·R (block-diagonal L, R): number of blocks and per-block rank "
+    "chosen per matrix from the MAC target, fitted by the closed-form block projection",
     params=MonarchParams,
     implementation="workers.compression.methods.monarch:MonarchMethod",
     structures=("monarch",),
@@ -232,8 +235,8 @@ register(MethodInfo(
 ))
 register(MethodInfo(
     name="mpo",
-    description="matrix product operators (tensor trains) by TT-SVD, bond dimension per matrix chosen from the MAC "
-    "target, executed by contracting the cores with the input in the cheaper order",
+    description="matrix product operators (tensor trains) by TT-SVD, bond dimension per matrix chosen from "
+    "the MAC target, executed by contracting the cores with the input in the cheaper order",
     params=MPOParams,
     implementation="workers.compression.methods.mpo:MPOMethod",
     structures=("mpo",),

@@ -23,7 +23,8 @@ def random_menus(seed: int, items: int, options: int, convex: bool) -> list[list
         else:
             errors = np.sort(rng.random(options))[::-1]
         errors[-1] = 0.0
-        menus.append([Option(c, float(e), (len(menus), k)) for k, (c, e) in enumerate(zip(costs, errors, strict=True))])
+        menus.append([Option(c, float(e), (len(menus), k))
+                      for k, (c, e) in enumerate(zip(costs, errors, strict=True))])
     return menus
 
 
@@ -93,7 +94,8 @@ def test_large_menus_terminate_and_spend_the_budget() -> None:
         k = np.arange(0, 1001)
         energy = np.sort(rng.random(1000))[::-1]
         errors = np.concatenate([[1.0], 1.0 - np.cumsum(energy) / energy.sum()])
-        menus.append([Option(float(7 * c + 3), float(max(e, 0.0)), (i, int(c))) for c, e in zip(k, errors, strict=True)])
+        menus.append([Option(float(7 * c + 3), float(max(e, 0.0)), (i, int(c)))
+                      for c, e in zip(k, errors, strict=True)])
     total = 0.4 * sum(m[-1].macs for m in menus)
     chosen = budget.lagrangian(menus, total)
     assert total - 7 < sum(o.macs for o in chosen) <= total

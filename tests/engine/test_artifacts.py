@@ -253,11 +253,14 @@ def test_tied_embeddings_stay_tied(tmp_path: Path) -> None:
     ({"type": "block_lowrank", "grid": [2, 2], "ranks": [[1, 1]]}, "block_lowrank"),
     ({"type": "mpo", "out_factors": [2, 2], "in_factors": [4, 8], "bonds": [2], "order": "left"}, "mpo"),
 ])
-def test_a_factorised_entry_whose_factor_shapes_do_not_fit_is_refused(saved: Path, tmp_path: Path,
-                                                                      entry: dict[str, Any], kind: str) -> None:
+def test_a_factorised_entry_whose_factor_shapes_do_not_fit_is_refused(
+    saved: Path, tmp_path: Path, entry: dict[str, Any], kind: str
+) -> None:
     """The loader validates every kind's factor shapes (core.kinds) before building anything."""
     def edit(m: dict[str, Any]) -> None:
         old = modules(m)[f"{LAYER}.mlp.up_proj"]
-        modules(m)[f"{LAYER}.mlp.up_proj"] = {"out": old["out"], "in": old["in"], "bias": old["bias"], **entry}
+        modules(m)[f"{LAYER}.mlp.up_proj"] = {
+            "out": old["out"], "in": old["in"], "bias": old["bias"], **entry
+        }
 
     refused(edited(saved, tmp_path, edit), f"module {LAYER}.mlp.up_proj: invalid {kind} entry")

@@ -122,8 +122,9 @@ def with_dead_units(model: nn.Module, structures: tuple[str, ...] = ()) -> tuple
     the block's output; o and down are rank RANK. Returns the prepared adapter and the shape that
     drops exactly the dead units (for a pruning method) or keeps every unit and factorises o and
     down as the method's kind that holds them exactly (for a factorising one): at that shape a
-    method that drops the units or terms that carry nothing rewrites every block exactly. For `mpo` (no unit is dropped, and zero columns are not a tensor train)
-    o and down are instead exact tensor trains of bond RANK.
+    method that drops the units or terms that carry nothing rewrites every block exactly. For
+    `mpo` (no unit is dropped, and zero columns are not a tensor train) o and down are instead
+    exact tensor trains of bond RANK.
     """
     adapter = ModelAdapter(model)
     adapter.prepare()
@@ -135,7 +136,8 @@ def with_dead_units(model: nn.Module, structures: tuple[str, ...] = ()) -> tuple
         dead_heads = heads[g.heads // 2 :]
     gen = torch.Generator().manual_seed(1)
     kept = g.heads - len(dead_heads)
-    shape = BlockShape(heads=kept, kv_heads=g.kv_heads if g.group_size > 1 else kept, neurons=g.intermediate // 2)
+    shape = BlockShape(heads=kept, kv_heads=g.kv_heads if g.group_size > 1 else kept,
+                       neurons=g.intermediate // 2)
     factorising = bool(set(structures) & set(KINDS))
     if factorising:  # the matrices keep their dense shapes, and o and down become the method's kind
         shape = dense_shape(g)

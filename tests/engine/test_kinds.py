@@ -54,9 +54,11 @@ def test_hand_counted_macs_and_parameters() -> None:
     # cores (1, 2, 4, 5) and (5, 3, 2, 1): 40 + 30 weights
     left, right = MPO(6, 8, (2, 3), (4, 2), (5,), "left"), MPO(6, 8, (2, 3), (4, 2), (5,), "right")
     assert left.params() == right.params() == 70
-    # right to left: core 2 on (j1=4 outer) 4·(2·1)·(5·3) = 120, then core 1 with i2=3 outer: 3·(4·5)·(1·2) = 120
+    # right to left: core 2 on (j1=4 outer) 4·(2·1)·(5·3) = 120,
+    # then core 1 with i2=3 outer: 3·(4·5)·(1·2) = 120
     assert right.step_macs() == [120, 120]
-    # left to right: core 1 with j2=2 outer: 2·(1·4)·(2·5) = 80, then core 2 with i1=2 outer: 2·(5·2)·(3·1) = 60
+    # left to right: core 1 with j2=2 outer: 2·(1·4)·(2·5) = 80,
+    # then core 2 with i1=2 outer: 2·(5·2)·(3·1) = 60
     assert left.step_macs() == [80, 60]
     assert MPO.cheapest_order((2, 3), (4, 2), (5,)).order == "left"
 
@@ -90,7 +92,8 @@ def test_both_contraction_orders_compute_the_same_matrix() -> None:
 
 def gram(n: int, seed: int = 0) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
-    x = torch.randn(4 * n, n, generator=g, dtype=torch.float64) * torch.linspace(0.2, 3.0, n, dtype=torch.float64)
+    x = torch.randn(4 * n, n, generator=g, dtype=torch.float64) * torch.linspace(0.2, 3.0, n,
+                                                                             dtype=torch.float64)
     return x.T @ x
 
 
@@ -137,7 +140,8 @@ def test_activation_aware_fit_has_less_output_error_and_plain_less_weight_error(
     g = gram(n, seed=2)
     if family == "mpo":
         spec = mpo_at_bond(m, n, 3, 2)
-        fits = {aware: contract(tt_svd(w, spec, kronecker_factors(g, spec.in_factors, 1e-9) if aware else None))
+        fits = {aware: contract(tt_svd(w, spec,
+                                       kronecker_factors(g, spec.in_factors, 1e-9) if aware else None))
                 for aware in (False, True)}
     else:
         layout = Layout.contiguous(m, n, (2, 2)) if family == "block_lowrank" else Layout.monarch(m, n, 2)
@@ -167,9 +171,12 @@ def test_structure_entries_round_trip(spec) -> None:  # type: ignore[no-untyped-
     {"type": "block_lowrank", "out": 12, "in": 8, "grid": [3, 2], "ranks": [[1, 2], [0, 3]]},  # 2 rows of 3
     {"type": "block_lowrank", "out": 12, "in": 8, "grid": [3, 2], "ranks": [[0, 0], [0, 0], [0, 0]]},
     {"type": "block_lowrank", "out": 12, "in": 8, "grid": [3, 2], "ranks": [["1", 2], [0, 3], [2, 0]]},
-    {"type": "mpo", "out": 6, "in": 8, "out_factors": [2, 2], "in_factors": [4, 2], "bonds": [5], "order": "left"},
-    {"type": "mpo", "out": 6, "in": 8, "out_factors": [2, 3], "in_factors": [4, 2], "bonds": [9], "order": "left"},
-    {"type": "mpo", "out": 6, "in": 8, "out_factors": [2, 3], "in_factors": [4, 2], "bonds": [5], "order": "up"},
+    {"type": "mpo", "out": 6, "in": 8, "out_factors": [2, 2], "in_factors": [4, 2], "bonds": [5],
+     "order": "left"},
+    {"type": "mpo", "out": 6, "in": 8, "out_factors": [2, 3], "in_factors": [4, 2], "bonds": [9],
+     "order": "left"},
+    {"type": "mpo", "out": 6, "in": 8, "out_factors": [2, 3], "in_factors": [4, 2], "bonds": [5],
+     "order": "up"},
     {"type": "lowrank", "out": 6, "in": 8, "rank": 7},
 ])
 def test_an_entry_that_describes_no_buildable_module_is_refused(entry) -> None:  # type: ignore[no-untyped-def]

@@ -8,8 +8,9 @@ the head-count attributes of each attention module.
 `load_compressed` trusts nothing it reads: the format version must be this one; the class must
 be a transformers model class of config.json's model_type; every module path in `structure`
 must be a block Linear of that architecture's `ArchSpec` (`<layers>.<i>.<linear>`, i below the
-number of layers), of a known Linear kind whose factor shapes validate (`core.kinds`), and every attribute a head count
-the spec sets, equal to what the shapes imply (`InvalidArtifact` otherwise). The model is built
+number of layers), of a known Linear kind whose factor shapes validate (`core.kinds`), and
+every attribute a head count the spec sets, equal to what the shapes imply (`InvalidArtifact`
+otherwise). The model is built
 on the meta device, so no random dense copy is ever allocated; the weights are then assigned
 straight from model.safetensors (no pickle, no remote code), tied weights re-tied, and the
 non-persistent buffers (rotary frequencies, position ids) rebuilt by the model's own initialiser.

@@ -53,7 +53,8 @@ class Curve:
     errors: np.ndarray  # non-increasing, last = 0
 
     def menu(self, cost: Callable[[int], float]) -> list[Option]:
-        return [Option(float(cost(int(w))), float(e), int(w)) for w, e in zip(self.widths, self.errors, strict=True)]
+        return [Option(float(cost(int(w))), float(e), int(w))
+                for w, e in zip(self.widths, self.errors, strict=True)]
 
 
 def _pareto(menu: Menu) -> list[Option]:

@@ -91,8 +91,8 @@ def check_reachable(spec: CompressionSpec, method: Method, dense_block_macs: int
     least = method.least_block_macs()
     if least is not None and least > spec.mac_target * dense_block_macs:
         raise BudgetInfeasible(
-            f"method {spec.method!r} cannot go below {least / dense_block_macs:.4f} of the block MACs of this "
-            f"model with these parameters, above mac_ratio {spec.mac_target} (nothing was compressed)",
+            f"method {spec.method!r} cannot go below {least / dense_block_macs:.4f} of the block MACs of "
+            f"this model with these parameters, above mac_ratio {spec.mac_target} (nothing was compressed)",
             field="target.mac_ratio",
         )
 

@@ -69,7 +69,7 @@ def factorised(spec: Spectrum, rank: int, bias: torch.Tensor | None, dtype: torc
     second = spec.u[:, :rank] * root[None, :]  # (m, r)
     pair = LowRankLinear(first.shape[1], rank, second.shape[0], bias=bias is not None, dtype=dtype,
                          device=spec.u.device)
-    a, b = pair[0], pair[1]
+    a, b = cast(nn.Linear, pair[0]), cast(nn.Linear, pair[1])
     with torch.no_grad():
         a.weight.copy_(first.to(dtype))
         b.weight.copy_(second.to(dtype))

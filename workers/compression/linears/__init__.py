@@ -9,7 +9,7 @@ Dense block Linears stay `nn.Linear`.
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -30,7 +30,7 @@ def spec_of(module: nn.Module) -> LinearKind:
     if isinstance(spec, LinearKind):
         return spec
     if type(module) is nn.Sequential and len(module) == 2:  # a low-rank pair built by hand
-        first, second = module[0], module[1]
+        first, second = cast(nn.Linear, module[0]), cast(nn.Linear, module[1])
         return LowRank(second.out_features, first.in_features, first.out_features)
     raise TypeError(f"not a block Linear: {type(module).__name__}")
 
@@ -40,8 +40,8 @@ def bias_of(module: nn.Module) -> torch.Tensor | None:
     if isinstance(module, nn.Linear):
         return module.bias
     if type(module) is nn.Sequential:
-        return module[1].bias  # type: ignore[no-any-return]
-    return module.output_bias  # type: ignore[no-any-return]
+        return cast(nn.Linear, module[1]).bias
+    return cast(torch.Tensor | None, module.output_bias)
 
 
 def build(spec: LinearKind, bias: bool, dtype: torch.dtype, device: Any = None) -> nn.Module:

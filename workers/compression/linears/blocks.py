@@ -118,7 +118,8 @@ def _refit_stage2(
     The ridge is on the Gram (G + λI, as in the whitening), not on the normal equations, so a W
     that the structure holds exactly is recovered exactly."""
     g = (g + g.T) / 2
-    g = g + damping * g.diagonal().mean().clamp_min(1e-300) * torch.eye(g.shape[0], dtype=g.dtype, device=g.device)
+    g = g + damping * g.diagonal().mean().clamp_min(1e-300) * torch.eye(g.shape[0], dtype=g.dtype,
+                                                                        device=g.device)
     wg = w @ g
     offsets = [[0] * len(layout.cols) for _ in layout.rows]
     for j in range(len(layout.cols)):
@@ -166,7 +167,8 @@ class BlockLowRankLinear(nn.Module):
         self.bias = nn.Parameter(torch.empty(spec.out_features, **kw)) if bias else None
 
     @classmethod
-    def from_spec(cls, spec: BlockLowRank, bias: bool, dtype: torch.dtype, device: Any = None) -> BlockLowRankLinear:
+    def from_spec(cls, spec: BlockLowRank, bias: bool, dtype: torch.dtype,
+                  device: Any = None) -> BlockLowRankLinear:
         return cls(spec, bias=bias, dtype=dtype, device=device)
 
     @property
@@ -185,13 +187,14 @@ class BlockLowRankLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         spec = self._spec
         (gr, gc), nc = spec.grid, spec.chunk[1]
-        chunks = x.split(nc, dim=-1)
+        chunks = torch.split(x, nc, dim=-1)
         codes = [
-            F.linear(chunks[j], self.first[j]).split([spec.ranks[i][j] for i in range(gr)], dim=-1)
+            torch.split(F.linear(chunks[j], self.first[j]), [spec.ranks[i][j] for i in range(gr)], dim=-1)
             for j in range(gc)
         ]
         y = torch.cat(
-            [F.linear(torch.cat([codes[j][i] for j in range(gc)], dim=-1), self.second[i]) for i in range(gr)],
+            [F.linear(torch.cat([codes[j][i] for j in range(gc)], dim=-1), self.second[i])
+             for i in range(gr)],
             dim=-1,
         )
         return y + self.bias if self.bias is not None else y

@@ -6,7 +6,7 @@ artifacts written before Linear kinds had classes. The fit is `workers.compressi
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -28,9 +28,9 @@ class LowRankLinear(nn.Sequential):
 
     @property
     def spec(self) -> LowRank:
-        first, second = self[0], self[1]
+        first, second = cast(nn.Linear, self[0]), cast(nn.Linear, self[1])
         return LowRank(second.out_features, first.in_features, first.out_features)
 
     @property
     def output_bias(self) -> torch.Tensor | None:
-        return self[1].bias  # type: ignore[no-any-return]
+        return cast(nn.Linear, self[1]).bias

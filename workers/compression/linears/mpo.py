@@ -22,7 +22,7 @@ Fit (`tt_svd`), float64, bond χ_k capped per cut:
 from __future__ import annotations
 
 import math
-from typing import Any, cast
+from typing import Any
 
 import torch
 from torch import nn
@@ -32,11 +32,13 @@ from workers.compression.lowrank import cholesky_with_retry
 
 
 class MPOLinear(nn.Module):
-    def __init__(self, spec: MPO, *, bias: bool, dtype: torch.dtype | None = None, device: Any = None) -> None:
+    def __init__(self, spec: MPO, *, bias: bool, dtype: torch.dtype | None = None,
+                 device: Any = None) -> None:
         super().__init__()
         self._spec = spec
         kw: dict[str, Any] = {"dtype": dtype, "device": device}
-        self.cores = nn.ParameterList([nn.Parameter(torch.empty(*shape, **kw)) for shape in spec.core_shapes()])
+        self.cores = nn.ParameterList([nn.Parameter(torch.empty(*shape, **kw))
+                                       for shape in spec.core_shapes()])
         self.bias = nn.Parameter(torch.empty(spec.out_features, **kw)) if bias else None
 
     @classmethod
@@ -138,4 +140,4 @@ def contract(cores: list[torch.Tensor]) -> torch.Tensor:
     K = len(cores)
     t = t.permute(*range(0, 2 * K, 2), *range(1, 2 * K, 2))
     m = math.prod(c.shape[1] for c in cores)
-    return cast(torch.Tensor, t.reshape(m, -1))
+    return t.reshape(m, -1)

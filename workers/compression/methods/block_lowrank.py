@@ -41,7 +41,8 @@ class BlockLowRankMethod(FactorizedMethod):
         layout = Layout.contiguous(m, n, grid)
         table = energies(block_spectra(weight, gram, self.params.damping, layout))
         terms = sorted(
-            ((float(e), i, j) for i, row in enumerate(table) for j, es in enumerate(row) for e in es.tolist()),
+            ((float(e), i, j)
+             for i, row in enumerate(table) for j, es in enumerate(row) for e in es.tolist()),
             key=lambda t: -t[0],
         )
         per_term = m // grid[0] + n // grid[1]

@@ -109,7 +109,8 @@ class FactorizedMethod(Method):
     def observe_plan(self, index: int, layer: nn.Module, stats: BlockStats) -> None:
         self.menus[index] = self._block_menus(index, layer, stats)
 
-    def _block_menus(self, index: int, layer: nn.Module, stats: BlockStats | None) -> dict[str, list[budget.Option]]:
+    def _block_menus(self, index: int, layer: nn.Module,
+                     stats: BlockStats | None) -> dict[str, list[budget.Option]]:
         L, out = self.seq_len, {}
         for name in self.adapter.spec.linears:
             weight = self.adapter.weight(layer, name)
@@ -130,7 +131,8 @@ class FactorizedMethod(Method):
     def plan(self, mac_target: float) -> list[BlockShape]:
         g, L, n = self.geometry, self.seq_len, self.geometry.num_layers
         total = mac_target * n * block_macs(g, dense_shape(g), L)
-        attention = sum(2 * L * L * g.head_dim * self.adapter.block_shape(layer).heads for layer in self.adapter.layers)
+        attention = sum(2 * L * L * g.head_dim * self.adapter.block_shape(layer).heads
+                        for layer in self.adapter.layers)
         keys, menus = [], []
         for i, layer in enumerate(self.adapter.layers):
             block = self.menus.get(i) or self._block_menus(i, layer, None)
@@ -148,8 +150,8 @@ class FactorizedMethod(Method):
         factors: list[dict[str, LinearKind]] = [{} for _ in range(n)]
         for (i, name), option in zip(keys, chosen, strict=True):
             factors[i][name] = option.choice
-        return [self.adapter.block_shape(layer).with_factors(f) for layer, f in zip(self.adapter.layers, factors,
-                                                                                     strict=True)]
+        return [self.adapter.block_shape(layer).with_factors(f)
+                for layer, f in zip(self.adapter.layers, factors, strict=True)]
 
     def compress_block(
         self, index: int, layer: nn.Module, stats: BlockStats, shape: BlockShape

@@ -25,8 +25,9 @@ from core.methods import MPOParams
 from workers.compression.linears.mpo import MPOLinear, contract, kronecker_factors, tt_svd
 from workers.compression.methods.factorized import Choice, FactorizedMethod, relative_output_error
 
-CANDIDATE_BONDS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 18, 20, 22, 24, 28, 32, 40, 48, 56, 64, 80, 96, 112, 128,
-                   160, 192, 224, 256, 320, 384, 448, 512)
+CANDIDATE_BONDS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 18, 20, 22, 24, 28, 32, 40, 48, 56,
+                   64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384, 448, 512)
+FINE_BELOW = 128  # matrices this small get per-cut bond variants too (their uniform bonds are few)
 
 
 class MPOMethod(FactorizedMethod):
@@ -43,16 +44,18 @@ class MPOMethod(FactorizedMethod):
     def _whiten(self, spec: MPO, gram: torch.Tensor | None) -> list[torch.Tensor] | None:
         return None if gram is None else kronecker_factors(gram, spec.in_factors, self.params.damping)
 
-    def chains(self) -> list[tuple[int, ...]]:
-        """Candidate bonds per cut: χ at every cut, and χ with one cut at the next candidate (finer
-        steps in MACs for the allocator); a fixed `bond` is the one chain."""
+    def chains(self, fine: bool) -> list[tuple[int, ...]]:
+        """Candidate bonds per cut: χ at every cut, and with `fine` also χ with one cut at the next
+        candidate (finer steps in MACs, for small matrices with few bonds); a fixed `bond` is the
+        one chain."""
         cuts = self.params.cores - 1
         if self.params.bond is not None:
             return [(self.params.bond,) * cuts]
         out = []
         for chi, up in zip(CANDIDATE_BONDS, CANDIDATE_BONDS[1:], strict=False):
             out.append((chi,) * cuts)
-            out.extend(tuple(up if c == k else chi for c in range(cuts)) for k in range(cuts) if cuts > 1)
+            if fine:
+                out.extend(tuple(up if c == k else chi for c in range(cuts)) for k in range(cuts) if cuts > 1)
         return out
 
     def menu(self, weight: torch.Tensor, gram: torch.Tensor | None) -> list[Choice]:
@@ -60,7 +63,8 @@ class MPOMethod(FactorizedMethod):
         out: list[Choice] = []
         seen: set[tuple[int, ...]] = set()
         whiten = None
-        for chain in self.chains():
+        fine = min(m, n) <= FINE_BELOW
+        for chain in self.chains(fine):
             spec = mpo_at_bond(m, n, self.params.cores, chain)
             if spec.bonds in seen:
                 continue  # capped by the unfoldings' ranks: the same chain as a smaller one

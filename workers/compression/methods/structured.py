@@ -12,6 +12,7 @@ correction; magnitude: plain column slicing).
 from __future__ import annotations
 
 from abc import abstractmethod
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -66,7 +67,7 @@ class StructuredMethod(Method):
             curves.setdefault("heads", budget.Curve(np.array([g.heads]), np.array([0.0])))  # heads kept
             for name, curve in curves.items():
                 items.append((i, name))
-                menus.append(curve.menu(lambda w, c=name: self.component_macs(c, w)))
+                menus.append(curve.menu(partial(self.component_macs, name)))
         widths: list[dict[str, int]] = [{} for _ in range(n)]
         for (i, name), option in zip(items, budget.threshold(menus, total), strict=True):
             widths[i][name] = option.choice

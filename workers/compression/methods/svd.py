@@ -48,8 +48,8 @@ class SVDMethod(FactorizedMethod):
         fitted = lowrank.factorised(lowrank.spectrum(weight, gram, self.params.damping), pair.spec.rank, None,
                                     weight.dtype)
         with torch.no_grad():
-            pair[0].weight.copy_(fitted[0].weight)
-            pair[1].weight.copy_(fitted[1].weight)
+            cast(nn.Linear, pair[0]).weight.copy_(cast(nn.Linear, fitted[0]).weight)
+            cast(nn.Linear, pair[1]).weight.copy_(cast(nn.Linear, fitted[1]).weight)
 
     def plan(self, mac_target: float) -> list[BlockShape]:
         if self.params.allocation == "global":
