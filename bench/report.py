@@ -15,11 +15,13 @@ from pathlib import Path
 from bench.bars import Results, check_bars
 from bench.common import RESULTS
 from bench.markdown import fmt, table
+from bench.report_factorizations import factorizations_section, picogpt_mpo_lines
 from bench.report_picogpt import picogpt_lines
 from bench.report_quality import quality_section
 from bench.report_speed import latency_section, scale_section, speed_section
 
-SUITE_ORDER = ("quality", "speed", "latency", "scale", "picogpt", "eval_baselines", "api_load")
+SUITE_ORDER = ("quality", "speed", "latency", "scale", "picogpt", "factorizations", "picogpt_mpo", "eval_baselines",
+               "api_load")
 
 
 def load_results(folder: Path) -> Results:
@@ -134,6 +136,8 @@ def render(results: Results, plot_dir: Path, rel: str = "plots") -> str:
         latency_section(results, plot_dir, rel),
         scale_section(results, plot_dir, rel),
         picogpt_section(results),
+        picogpt_mpo_lines(results),
+        factorizations_section(results),
         baselines_section(results),
         protocols_section(results),
     ]

@@ -228,3 +228,20 @@ def estimate(config: dict[str, Any], mac_target: float, reference_seq_len: int) 
 def block_params(geom: Geometry, shape: BlockShape) -> int:
     """Weights of the block's Linear maps (biases and norms excluded)."""
     return sum(kind.params() for kind in linear_kinds(geom, shape).values())
+
+
+def least_block_macs(geom: Geometry, shapes: list[BlockShape], params: Any, seq_len: int) -> int:
+    """The fewest block MACs a factorising method (its parameters: `cheapest`, `keeps_dense`, see
+    `core.methods.FactorizedParams`) can reach from blocks of these shapes: the attention scores
+    stay, every matrix takes its cheapest form, or stays dense where the family has none."""
+    total = 0
+    for shape in shapes:
+        total += 2 * seq_len * seq_len * geom.head_dim * shape.heads
+        for kind in linear_kinds(geom, shape).values():
+            dense = kind.macs(seq_len)
+            cheap = params.cheapest(kind.out_features, kind.in_features)
+            if cheap is None:
+                total += dense
+            else:
+                total += min(dense, cheap.macs(seq_len)) if params.keeps_dense() else cheap.macs(seq_len)
+    return total

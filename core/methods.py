@@ -12,6 +12,7 @@ unknown key, a wrong type or a NaN is refused before any model is loaded.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
@@ -19,6 +20,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from core.errors import InvalidSpec
+from core.kinds import BlockLowRank, LinearKind, LowRank, Monarch, divisors, mpo_at_bond
+from core.macs import max_useful_rank
 
 DAMPING = "Ridge, relative to the Gram's mean diagonal."
 STAGED = "Calibrate block l on the outputs of the compressed blocks before it."
@@ -58,7 +61,19 @@ class MagnitudeParams(StructuredParams):
 
 
 class FactorizedParams(MethodParams):
-    """Parameters of every method that replaces block Linears by factorised kinds."""
+    """Parameters of every method that replaces block Linears by factorised kinds.
+
+    `cheapest(out, in)` is the fewest-MAC form the method can build on a matrix of that shape
+    (None: none), and `keeps_dense` whether a matrix may stay dense: together they bound the
+    reachable MAC target from the shapes alone (`core.macs.least_block_macs`), which the API's
+    estimates and the engine both check before any compute.
+    """
+
+    def cheapest(self, out_features: int, in_features: int) -> LinearKind | None:
+        return None
+
+    def keeps_dense(self) -> bool:
+        return True
 
     activation_aware: bool = Field(
         default=True,
@@ -76,6 +91,9 @@ class SVDParams(FactorizedParams):
         default="global", description="Ranks by one global error-per-MAC threshold, or one fraction for all."
     )
 
+    def cheapest(self, out_features: int, in_features: int) -> LinearKind | None:
+        return LowRank(out_features, in_features, 1) if max_useful_rank(out_features, in_features) else None
+
 
 GridSide = Annotated[int, Field(ge=1, le=64)]
 
@@ -87,6 +105,18 @@ class BlockLowRankParams(FactorizedParams):
         "(reduced to a divisor where one does not divide).",
     )
 
+    def grid_for(self, out_features: int, in_features: int) -> tuple[int, int]:
+        """The grid on a matrix: each side the largest divisor of its dimension not above the parameter."""
+        rows, cols = self.grid
+        return (max(d for d in divisors(out_features) if d <= rows),
+                max(d for d in divisors(in_features) if d <= cols))
+
+    def cheapest(self, out_features: int, in_features: int) -> LinearKind | None:
+        gr, gc = self.grid_for(out_features, in_features)
+        ranks = tuple(tuple(int((i, j) == (0, 0)) for j in range(gc)) for i in range(gr))
+        spec = BlockLowRank(out_features, in_features, (gr, gc), ranks)
+        return spec if spec.macs_per_token() < out_features * in_features else None
+
 
 class MonarchParams(FactorizedParams):
     blocks: int | None = Field(
@@ -94,6 +124,20 @@ class MonarchParams(FactorizedParams):
         description="Fixed number of blocks b for every matrix; default: b and the rank chosen per matrix.",
     )
     max_blocks: int = Field(default=16, ge=2, le=256, description="Largest b considered when b is chosen.")
+
+    def block_counts(self, out_features: int, in_features: int) -> list[int]:
+        """The numbers of blocks b a matrix may take: common divisors of its dimensions."""
+        common = divisors(math.gcd(out_features, in_features))
+        if self.blocks is not None:
+            return [self.blocks] if self.blocks in common else []
+        return [b for b in common if 2 <= b <= self.max_blocks]
+
+    def cheapest(self, out_features: int, in_features: int) -> LinearKind | None:
+        counts = self.block_counts(out_features, in_features)
+        if not counts:
+            return None
+        spec = Monarch(out_features, in_features, min(counts), 1)  # r·b·(out + in): fewest blocks
+        return spec if spec.macs_per_token() < out_features * in_features else None
 
 
 class MPOParams(FactorizedParams):
@@ -104,6 +148,15 @@ class MPOParams(FactorizedParams):
         description="Fixed bond dimension χ for every matrix (the PicoGPT setting); default: χ per matrix "
         "chosen from the MAC target.",
     )
+
+    def keeps_dense(self) -> bool:
+        return self.bond is None  # a fixed bond replaces every matrix, as the paper does
+
+    def cheapest(self, out_features: int, in_features: int) -> LinearKind | None:
+        spec = mpo_at_bond(out_features, in_features, self.cores, self.bond or 1)
+        if self.keeps_dense() and spec.macs_per_token() >= out_features * in_features:
+            return None
+        return spec
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from app.settings import Settings
 from core import hub
 from core import methods as catalogue
 from core.errors import BudgetInfeasible, ModelRefused
+from core.macs import Geometry, block_macs, dense_shape, least_block_macs
 from core.macs import estimate as macs_estimate
 
 DATASET_PREFIX = "ds_"
@@ -72,10 +73,13 @@ def validate_job_request(
 
 def estimate(*, request: EstimateRequest) -> dict[str, Any]:
     """Baseline MACs and parameters and the planned widths for a target, from the config alone."""
-    request.method.validated_params()
+    params = request.method.validated_params()
     resolved, info = inspect_model(model_id=request.model.id, revision=request.model.revision)
     seq_len = request.target.reference_seq_len or 128
     result = _uniform_estimate(info.config, request.method.name, request.target.mac_ratio, seq_len)
+    if isinstance(params, catalogue.FactorizedParams):
+        result["planned"] = _factorized_estimate(info.config, request.method.name, params,
+                                                 request.target.mac_ratio, seq_len)
     return {
         "object": "estimate",
         "model": {"id": request.model.id, "revision": resolved.revision, "model_type": info.model_type},
@@ -83,6 +87,31 @@ def estimate(*, request: EstimateRequest) -> dict[str, Any]:
         "mac_ratio": request.target.mac_ratio,
         "reference_seq_len": seq_len,
         **result,
+    }
+
+
+def _factorized_estimate(config: dict[str, Any], method: str, params: catalogue.FactorizedParams,
+                         mac_ratio: float, seq_len: int) -> dict[str, Any]:
+    """For a factorising method: the least kept ratio its cheapest forms reach on this model
+    (`core.macs.least_block_macs`, the same bound the engine checks before any compute); a target
+    below it is refused here (BudgetInfeasible). The forms themselves are chosen from calibration
+    data when the job runs."""
+    geom = Geometry.from_config(config)
+    dense = dense_shape(geom)
+    floor = least_block_macs(geom, [dense] * geom.num_layers, params, seq_len) / (
+        geom.num_layers * block_macs(geom, dense, seq_len))
+    if floor > mac_ratio * (1 + 1e-9):
+        raise BudgetInfeasible(
+            f"method {method!r} cannot go below {floor:.4f} of the block MACs of this model with these "
+            f"parameters (reference_seq_len {seq_len}), above mac_ratio {mac_ratio}",
+            field="target.mac_ratio",
+        )
+    return {
+        "allocation": "global",
+        "kinds": [k for k in catalogue.get(method).structures],
+        "floor_mac_ratio": floor,
+        "mac_ratio": mac_ratio,
+        "chosen_at_run_time": "per-matrix ranks, blocks or bonds, from the calibration data",
     }
 
 

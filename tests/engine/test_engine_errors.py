@@ -28,7 +28,7 @@ from workers.compression.adapters import ModelAdapter
 from workers.compression.calibration import Calibrator
 from workers.compression.engine import CompressionSpec, compress
 from workers.compression.methods.structured import StructuredMethod
-from workers.compression.methods.svd import SVDMethod
+from workers.compression.methods.factorized import FactorizedMethod
 
 L = 16
 Snapshot = tuple[dict[str, int], dict[str, torch.Tensor]]
@@ -62,6 +62,9 @@ def no_rewrite(*_: Any) -> dict[str, Any]:
         ("magnitude", {}),
         ("svd", {"allocation": "uniform"}),
         ("svd", {"allocation": "global"}),
+        ("block_lowrank", {}),
+        ("monarch", {}),
+        ("mpo", {}),
     ],
 )
 def test_an_unreachable_target_is_refused_before_any_block_is_rewritten(
@@ -70,7 +73,7 @@ def test_an_unreachable_target_is_refused_before_any_block_is_rewritten(
     """0.01 of the block MACs is below one head and one neuron per block (and below the attention
     scores, which no rank touches): every method refuses it and the model is as it was."""
     monkeypatch.setattr(StructuredMethod, "compress_block", no_rewrite)
-    monkeypatch.setattr(SVDMethod, "compress_block", no_rewrite)
+    monkeypatch.setattr(FactorizedMethod, "compress_block", no_rewrite)
     model = tiny_model("bert")
     before = snapshot(model)
     with pytest.raises(BudgetInfeasible) as caught:
@@ -167,3 +170,43 @@ def test_a_bad_revision_sha_for_the_cache_is_an_invalid_spec(tmp_path: Any) -> N
 def test_every_refusal_carries_a_stable_code() -> None:
     for cls in (BudgetInfeasible, InvalidCalibrationData, InvalidSpec, PlanMismatch, UnsupportedArchitecture):
         assert issubclass(cls, PareError) and cls.code != PareError.code
+
+
+@pytest.mark.parametrize(("method", "params"), [("monarch", {"blocks": 3}), ("mpo", {"bond": 64})])
+def test_a_target_the_cheapest_forms_cannot_reach_is_refused_before_any_compute(
+    method: str, params: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Known from the shapes alone (core.macs.least_block_macs): refused before calibration is even
+    looked at (no batches are given, which a method that needs data would otherwise refuse)."""
+    def no_capture(*_: Any, **__: Any) -> None:
+        raise AssertionError("calibration was captured")
+
+    monkeypatch.setattr(Calibrator, "capture", no_capture)
+    model = tiny_model("bert")
+    before = snapshot(model)
+    with pytest.raises(BudgetInfeasible, match="cannot go below") as caught:
+        compress(model, [], CompressionSpec(method, 0.5, L, params))
+    assert caught.value.field == "target.mac_ratio"
+    assert_untouched(model, before)
+
+
+def test_a_matrix_a_family_cannot_shrink_stays_dense_and_the_report_says_so() -> None:
+    """Monarch with 8 blocks on a model whose FFN is 36 wide: no common divisor of 8 with 36 × 32, so
+    the FFN matrices stay dense (named in `kept_dense`), the attention ones are factorised, and the
+    target is met on what remains."""
+    import transformers
+
+    config = transformers.BertConfig(vocab_size=97, hidden_size=32, num_attention_heads=4, num_hidden_layers=2,
+                                     intermediate_size=36, max_position_embeddings=64, pad_token_id=1,
+                                     architectures=["BertModel"])
+    torch.manual_seed(0)
+    model = transformers.BertModel(config).eval()
+    report = compress(model, batches(), CompressionSpec("monarch", 0.8, L, {"blocks": 8}))
+    kept = report["method_params"]["kept_dense"]
+    assert sorted(kept) == sorted(f"encoder.layer.{i}.{p}" for i in range(2)
+                                  for p in ("intermediate.dense", "output.dense"))
+    assert all("no form of a" in why for why in kept.values())
+    assert 0.79 <= report["macs"]["mac_ratio"] <= 0.8
+    for layer in report["layers"]:  # what was factorised is attention only, and every one is Monarch
+        assert set(layer["linears"]) <= {"q", "k", "v", "o"} and layer["linears"]
+        assert {entry["type"] for entry in layer["linears"].values()} == {"monarch"}

@@ -91,3 +91,29 @@ def test_a_feasible_target_is_estimated_within_it(
         planned = response.json()["planned"]
         assert 0 < planned["mac_ratio"] <= mac_ratio + 1e-9
         assert planned["kv_heads_per_layer"] >= 1 and planned["neurons_per_layer"] >= 1
+
+
+@pytest.mark.parametrize("method", ["svd", "block_lowrank", "monarch", "mpo"])
+def test_a_factorising_method_is_estimated_with_the_floor_it_can_reach(
+    client_a: httpx.Client, estimate_models: dict[str, str], method: str
+) -> None:
+    """From the shapes alone (core.macs.least_block_macs): the least kept ratio its cheapest forms
+    reach, below the target; the forms themselves are chosen from calibration data at run time."""
+    for model in (estimate_models["sound-bert"], estimate_models["sound-llama"]):
+        response = estimate(client_a, model, 0.5, method={"name": method})
+        assert response.status_code == 200, response.text
+        planned = response.json()["planned"]
+        assert planned["kinds"] == [method if method != "svd" else "lowrank"]
+        assert 0 < planned["floor_mac_ratio"] < 0.5
+
+
+@pytest.mark.parametrize(("method", "params"), [
+    ("monarch", {"blocks": 3}),  # 3 divides no dimension of the model: every matrix stays dense
+    ("mpo", {"bond": 64}),  # a fixed bond whose tensor trains cost more than the dense matrices
+])
+def test_a_target_a_factorising_method_cannot_reach_is_refused_before_queueing(
+    client_a: httpx.Client, estimate_models: dict[str, str], method: str, params: dict[str, Any]
+) -> None:
+    response = estimate(client_a, estimate_models["sound-bert"], 0.5, method={"name": method, "params": params})
+    body = assert_problem(response, 422, "target.mac_ratio")
+    assert body["code"] == "budget_infeasible" and "cannot go below" in body["detail"], body

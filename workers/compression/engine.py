@@ -89,7 +89,7 @@ def check_reachable(spec: CompressionSpec, method: Method, dense_block_macs: int
     """BudgetInfeasible, before any calibration or decomposition, when the method's cheapest forms
     of every matrix (known from the shapes alone) already keep more than the target."""
     least = method.least_block_macs()
-    if least is not None and least > spec.mac_target * dense_block_macs:
+    if least is not None and least > spec.mac_target * dense_block_macs * (1 + 1e-9):  # float slack
         raise BudgetInfeasible(
             f"method {spec.method!r} cannot go below {least / dense_block_macs:.4f} of the block MACs of "
             f"this model with these parameters, above mac_ratio {spec.mac_target} (nothing was compressed)",

@@ -19,7 +19,7 @@ from typing import cast
 import torch
 from torch import nn
 
-from core.kinds import BlockLowRank, LinearKind, divisors
+from core.kinds import BlockLowRank
 from core.methods import BlockLowRankParams
 from workers.compression.linears.blocks import BlockLowRankLinear, Layout, block_spectra, energies, fit_blocks
 from workers.compression.methods.factorized import Choice, FactorizedMethod
@@ -30,14 +30,9 @@ class BlockLowRankMethod(FactorizedMethod):
     Params = BlockLowRankParams
     params: BlockLowRankParams
 
-    def grid(self, out_features: int, in_features: int) -> tuple[int, int]:
-        rows, cols = self.params.grid
-        return (max(d for d in divisors(out_features) if d <= rows),
-                max(d for d in divisors(in_features) if d <= cols))
-
     def menu(self, weight: torch.Tensor, gram: torch.Tensor | None) -> list[Choice]:
         m, n = weight.shape
-        grid = self.grid(m, n)
+        grid = self.params.grid_for(m, n)
         layout = Layout.contiguous(m, n, grid)
         table = energies(block_spectra(weight, gram, self.params.damping, layout))
         terms = sorted(
@@ -56,12 +51,6 @@ class BlockLowRankMethod(FactorizedMethod):
             left -= e
             out.append((BlockLowRank(m, n, grid, tuple(tuple(r) for r in ranks)), max(left, 0.0)))
         return out
-
-    def cheapest(self, out_features: int, in_features: int) -> LinearKind | None:
-        grid = self.grid(out_features, in_features)
-        ranks = tuple(tuple(1 if (i, j) == (0, 0) else 0 for j in range(grid[1])) for i in range(grid[0]))
-        spec = BlockLowRank(out_features, in_features, grid, ranks)
-        return spec if spec.macs_per_token() < out_features * in_features else None
 
     def fit(self, weight: torch.Tensor, gram: torch.Tensor | None, module: nn.Module) -> None:
         blr = cast(BlockLowRankLinear, module)

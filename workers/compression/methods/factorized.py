@@ -7,8 +7,9 @@ block) and the Gram G of its calibration inputs (None when the method runs data-
   ‖(W − Ŵ)·X‖² / ‖W·X‖² (‖W − Ŵ‖² / ‖W‖² data-free), the allocator's one currency;
 - `fit(weight, gram, module)`: fill the factors of a module built for a chosen spec (the driver
   builds it and copies the bias);
-- `cheapest(out, in)`: the fewest-MAC spec it can build on that shape (None: it cannot), which
-  bounds the reachable target before any compute.
+- (in its parameters, torch-free, `core.methods`) `cheapest(out, in)`: the fewest-MAC spec it
+  can build on that shape (None: it cannot), which bounds the reachable target before any compute,
+  in the API's estimates and in the engine alike.
 
 The driver adds the dense option (error 0) to every menu, keeps a matrix dense when the family
 has nothing cheaper for it (and says so in the report: `kept_dense`), and allocates the budget
@@ -27,7 +28,7 @@ from torch import nn
 
 from core.errors import BudgetInfeasible
 from core.kinds import Dense, LinearKind
-from core.macs import BlockShape, block_macs, dense_shape, linear_kinds
+from core.macs import BlockShape, block_macs, dense_shape, least_block_macs
 from core.methods import FactorizedParams
 from workers.compression import budget, linears
 from workers.compression.calibration import BlockStats
@@ -62,12 +63,12 @@ class FactorizedMethod(Method):
     def fit(self, weight: torch.Tensor, gram: torch.Tensor | None, module: nn.Module) -> None:
         """Fill the factors of `module` (built for its spec, on W's device and dtype) from W."""
 
-    @abstractmethod
-    def cheapest(self, out_features: int, in_features: int) -> LinearKind | None: ...
+    def cheapest(self, out_features: int, in_features: int) -> LinearKind | None:
+        return self.params.cheapest(out_features, in_features)
 
     def keeps_dense_option(self) -> bool:
         """Whether the dense matrix is on every menu (a fixed-structure setting may leave it off)."""
-        return True
+        return self.params.keeps_dense()
 
     # ----- the Method interface -----------------------------------------------------------
     @property
@@ -92,19 +93,8 @@ class FactorizedMethod(Method):
 
     def least_block_macs(self) -> int:
         """The fewest block MACs this method can reach on the model as it is (shapes only)."""
-        g, L, total = self.geometry, self.seq_len, 0
-        for layer in self.adapter.layers:
-            shape = self.adapter.block_shape(layer)
-            total += 2 * L * L * g.head_dim * shape.heads
-            for kind in linear_kinds(g, shape).values():
-                cheap = self.cheapest(kind.out_features, kind.in_features)
-                if cheap is None:
-                    total += kind.macs(L)
-                elif self.keeps_dense_option():
-                    total += min(kind.macs(L), cheap.macs(L))
-                else:
-                    total += cheap.macs(L)
-        return total
+        shapes = [self.adapter.block_shape(layer) for layer in self.adapter.layers]
+        return least_block_macs(self.geometry, shapes, self.params, self.seq_len)
 
     def observe_plan(self, index: int, layer: nn.Module, stats: BlockStats) -> None:
         self.menus[index] = self._block_menus(index, layer, stats)
@@ -121,7 +111,7 @@ class FactorizedMethod(Method):
             if self.keeps_dense_option():
                 options = [o for o in options if o.macs < dense.macs(L)]
                 if not options:
-                    self.kept_dense[f"{self.adapter.layer_path(index)}.{name}"] = (
+                    self.kept_dense[f"{self.adapter.layer_path(index)}.{self.adapter.spec.linears[name]}"] = (
                         f"{self.name} has no form of a {m}×{n} matrix with fewer MACs than dense"
                     )
                 options.append(budget.Option(dense.macs(L), 0.0, dense))

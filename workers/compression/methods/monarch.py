@@ -14,13 +14,12 @@ with the whitened energy each leaves out; `budget.lagrangian` picks one per matr
 
 from __future__ import annotations
 
-import math
 from typing import cast
 
 import torch
 from torch import nn
 
-from core.kinds import LinearKind, Monarch, divisors
+from core.kinds import Monarch
 from core.methods import MonarchParams
 from workers.compression.linears.blocks import Layout, MonarchLinear, block_spectra, energies, fit_blocks
 from workers.compression.methods.factorized import Choice, FactorizedMethod
@@ -31,16 +30,10 @@ class MonarchMethod(FactorizedMethod):
     Params = MonarchParams
     params: MonarchParams
 
-    def block_counts(self, out_features: int, in_features: int) -> list[int]:
-        common = divisors(math.gcd(out_features, in_features))
-        if self.params.blocks is not None:
-            return [self.params.blocks] if self.params.blocks in common else []
-        return [b for b in common if 2 <= b <= self.params.max_blocks]
-
     def menu(self, weight: torch.Tensor, gram: torch.Tensor | None) -> list[Choice]:
         m, n = weight.shape
         out: list[Choice] = []
-        for b in self.block_counts(m, n):
+        for b in self.params.block_counts(m, n):
             table = energies(block_spectra(weight, gram, self.params.damping, Layout.monarch(m, n, b)))
             kept = torch.zeros((), dtype=torch.float64)
             for r in range(1, min(m, n) // b + 1):
@@ -49,13 +42,6 @@ class MonarchMethod(FactorizedMethod):
                 kept = kept + sum(float(es[r - 1]) for row in table for es in row)
                 out.append((Monarch(m, n, b, r), max(1.0 - float(kept), 0.0)))
         return out
-
-    def cheapest(self, out_features: int, in_features: int) -> LinearKind | None:
-        counts = self.block_counts(out_features, in_features)
-        if not counts:
-            return None
-        spec = Monarch(out_features, in_features, min(counts), 1)  # r·b·(out + in): fewest blocks
-        return spec if spec.macs_per_token() < out_features * in_features else None
 
     def fit(self, weight: torch.Tensor, gram: torch.Tensor | None, module: nn.Module) -> None:
         mon = cast(MonarchLinear, module)

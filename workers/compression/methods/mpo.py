@@ -20,7 +20,7 @@ from typing import cast
 import torch
 from torch import nn
 
-from core.kinds import MPO, LinearKind, mpo_at_bond
+from core.kinds import MPO, mpo_at_bond
 from core.methods import MPOParams
 from workers.compression.linears.mpo import MPOLinear, contract, kronecker_factors, tt_svd
 from workers.compression.methods.factorized import Choice, FactorizedMethod, relative_output_error
@@ -34,12 +34,6 @@ class MPOMethod(FactorizedMethod):
     name = "mpo"
     Params = MPOParams
     params: MPOParams
-
-    def keeps_dense_option(self) -> bool:
-        return self.params.bond is None  # a fixed bond replaces every matrix, as the paper does
-
-    def bonds(self) -> tuple[int, ...]:
-        return (self.params.bond,) if self.params.bond is not None else CANDIDATE_BONDS
 
     def _whiten(self, spec: MPO, gram: torch.Tensor | None) -> list[torch.Tensor] | None:
         return None if gram is None else kronecker_factors(gram, spec.in_factors, self.params.damping)
@@ -77,13 +71,6 @@ class MPOMethod(FactorizedMethod):
             approx = contract(tt_svd(weight, spec, whiten))
             out.append((spec, relative_output_error(weight, approx, gram)))
         return out
-
-    def cheapest(self, out_features: int, in_features: int) -> LinearKind | None:
-        chi = self.params.bond or 1
-        spec = mpo_at_bond(out_features, in_features, self.params.cores, chi)
-        if self.keeps_dense_option() and spec.macs_per_token() >= out_features * in_features:
-            return None
-        return spec
 
     def fit(self, weight: torch.Tensor, gram: torch.Tensor | None, module: nn.Module) -> None:
         mpo = cast(MPOLinear, module)

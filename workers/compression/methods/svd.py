@@ -17,7 +17,7 @@ from typing import Any, cast
 import torch
 from torch import nn
 
-from core.kinds import LinearKind, LowRank
+from core.kinds import LowRank
 from core.macs import BlockShape, block_macs, dense_shape, linear_shapes, max_useful_rank
 from core.methods import SVDParams
 from workers.compression import lowrank
@@ -39,9 +39,6 @@ class SVDMethod(FactorizedMethod):
         energy = lowrank.spectrum(weight, gram, self.params.damping).relative_energy
         left = (1.0 - energy.cumsum(0)).clamp_min(0.0).tolist()
         return [(LowRank(m, n, r), left[r - 1]) for r in range(1, max_useful_rank(m, n) + 1)]
-
-    def cheapest(self, out_features: int, in_features: int) -> LinearKind | None:
-        return LowRank(out_features, in_features, 1) if max_useful_rank(out_features, in_features) else None
 
     def fit(self, weight: torch.Tensor, gram: torch.Tensor | None, module: nn.Module) -> None:
         pair = cast(LowRankLinear, module)
