@@ -67,8 +67,8 @@ def run_model(bench: ModelBench, settings: Settings, results_dir: Path) -> Path:
         for target in settings.factor_targets:
             if label.endswith("-plain") and target == max(settings.factor_targets):
                 continue  # the ablations: the two smaller targets
-            record, latency_protocol = _point(bench, settings, dense, tokenizer, evaluate, calib, label, target,
-                                              folder, latency_protocol)
+            record, latency_protocol = _point(bench, settings, dense, tokenizer, evaluate, calib, label,
+                                              target, folder, latency_protocol)
             points.append(record)
     payload = {
         "suite": "factorizations",
@@ -84,7 +84,8 @@ def run_model(bench: ModelBench, settings: Settings, results_dir: Path) -> Path:
                         "iters": settings.latency_iters, "min_seconds": settings.latency_min_seconds,
                         "threads": torch.get_num_threads()},
         },
-        "dense": {"metrics": dense_metrics, "eval_seconds": protocol.get("seconds"), "load_seconds": load_seconds},
+        "dense": {"metrics": dense_metrics, "eval_seconds": protocol.get("seconds"),
+                  "load_seconds": load_seconds},
         "calibration": {**calibration_facts(bench, calib), "seconds": calib_seconds},
         "points": points,
     }
@@ -188,11 +189,13 @@ def _profile(model: Any, bench: ModelBench, *, batch_size: int) -> dict[str, Any
     events = prof.key_averages()
     total = sum(e.self_cpu_time_total for e in events)
     mpo = next((e.cpu_time_total for e in events if e.key == "pare::mpo_linear"), 0.0)
-    top = sorted((e for e in events if not e.key.startswith("pare::")), key=lambda e: -e.self_cpu_time_total)[:8]
+    top = sorted((e for e in events if not e.key.startswith("pare::")),
+                 key=lambda e: -e.self_cpu_time_total)[:8]
     return {
         "batch_size": batch_size,
         "seq_len": bench.latency_seq_len,
         "mpo_linears": len(handles),
         "share_in_mpo_linears": mpo / total if total else None,
-        "top_ops": [{"op": e.key, "self_share": e.self_cpu_time_total / total, "calls": e.count} for e in top],
+        "top_ops": [{"op": e.key, "self_share": e.self_cpu_time_total / total, "calls": e.count}
+                    for e in top],
     }

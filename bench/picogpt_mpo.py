@@ -39,7 +39,8 @@ def planned_ratio(config: dict[str, Any], chi: int, cores: int, seq_len: int) ->
     return block_macs(geom, dense.with_factors(factors), seq_len) / block_macs(geom, dense, seq_len)
 
 
-def rewrite_outside_budget(dense: Any, batches: list[Any], label: str, chi: int) -> tuple[Any, dict[str, Any]]:
+def rewrite_outside_budget(dense: Any, batches: list[Any], label: str,
+                           chi: int) -> tuple[Any, dict[str, Any]]:
     """Every block Linear an MPO at bond χ, staged block by block with the method's own fit, for a
     plan that executes more MACs than the dense model (the engine's MAC target is at most 1)."""
     import copy
@@ -66,7 +67,8 @@ def rewrite_outside_budget(dense: Any, batches: list[Any], label: str, chi: int)
     inputs = calibrator.capture(batches) if impl.needs_data else None
     shape = adapter.block_shape(adapter.layers[0])  # every block of the dense model has this shape
     for i, layer in enumerate(adapter.layers):
-        factors = {n: mpo_at_bond(m, k, CORES, chi) for n, (m, k) in linear_shapes(adapter.geometry, shape).items()}
+        factors = {n: mpo_at_bond(m, k, CORES, chi)
+                   for n, (m, k) in linear_shapes(adapter.geometry, shape).items()}
         stats = calibrator.run(layer, inputs, impl.observed(layer))[0] if inputs is not None else None
         impl.compress_block(i, layer, stats, shape.with_factors(factors))  # type: ignore[arg-type]
         if inputs is not None:
@@ -102,13 +104,15 @@ def run(settings: Settings, results_dir: Path) -> list[Path]:
         ratio = planned_ratio(dense.config.to_dict(), paper["chi"], CORES, SEQ_LEN)
         for label in ("mpo-plain", "mpo"):
             row: dict[str, Any] = {"chi": paper["chi"], "cores": CORES, "paper_params": paper["params"],
-                                   "paper_token_accuracy": paper["token_accuracy"], "planned_mac_ratio": ratio}
+                                   "paper_token_accuracy": paper["token_accuracy"],
+                                   "planned_mac_ratio": ratio}
             if ratio >= 1.0:  # more MACs than dense: no MAC target expresses it; the method's fit, directly
                 model, record = rewrite_outside_budget(dense, calib.batches, label, paper["chi"])
             else:
                 model, record = compress_point(dense, calib.batches, label=label, target=ratio,
                                                reference_seq_len=SEQ_LEN, device=settings.device,
-                                               seed=settings.seed, overrides={"bond": paper["chi"], "cores": CORES})
+                                               seed=settings.seed,
+                                               overrides={"bond": paper["chi"], "cores": CORES})
             if model is not None:
                 record["metrics"], _ = _evaluate(model, tokenizer, heldout, settings)
             rows.append({**row, **record})

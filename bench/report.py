@@ -20,8 +20,8 @@ from bench.report_picogpt import picogpt_lines
 from bench.report_quality import quality_section
 from bench.report_speed import latency_section, scale_section, speed_section
 
-SUITE_ORDER = ("quality", "speed", "latency", "scale", "picogpt", "factorizations", "picogpt_mpo", "eval_baselines",
-               "api_load")
+SUITE_ORDER = ("quality", "speed", "latency", "scale", "picogpt", "factorizations", "picogpt_mpo",
+               "eval_baselines", "api_load")
 
 
 def load_results(folder: Path) -> Results:

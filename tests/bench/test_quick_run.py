@@ -17,6 +17,8 @@ SUITE_FILES = (
     "latency_minilm.json",
     "scale_llama.json",
     "picogpt_shakespeare.json",
+    "factorizations_minilm.json",
+    "picogpt_mpo.json",
 )
 
 
@@ -43,6 +45,10 @@ def test_quick_run_end_to_end(tmp_path: Path) -> None:
     quality = json.loads((results / "quality_minilm.json").read_text())
     assert all("metrics" in p for p in quality["points"]), quality["points"]
     assert all(abs(p["mac_ratio"] - p["target"]) <= 0.01 for p in quality["points"])
+    factor = json.loads((results / "factorizations_minilm.json").read_text())
+    assert {p["method"] for p in factor["points"]} == {"block_lowrank", "monarch", "mpo"}
+    assert all(p["reload_exact"] and p["target"] - 0.01 <= p["mac_ratio"] <= p["target"] for p in factor["points"])
+    assert "## Factorization families" in (results / "RESULTS.md").read_text()
     scale = json.loads((results / "scale_llama.json").read_text())
     assert all("error" not in job for job in scale["jobs"]), scale["jobs"]
     markdown = (results / "RESULTS.md").read_text()

@@ -27,8 +27,8 @@ from workers.compression import engine
 from workers.compression.adapters import ModelAdapter
 from workers.compression.calibration import Calibrator
 from workers.compression.engine import CompressionSpec, compress
-from workers.compression.methods.structured import StructuredMethod
 from workers.compression.methods.factorized import FactorizedMethod
+from workers.compression.methods.structured import StructuredMethod
 
 L = 16
 Snapshot = tuple[dict[str, int], dict[str, torch.Tensor]]
@@ -196,9 +196,9 @@ def test_a_matrix_a_family_cannot_shrink_stays_dense_and_the_report_says_so() ->
     target is met on what remains."""
     import transformers
 
-    config = transformers.BertConfig(vocab_size=97, hidden_size=32, num_attention_heads=4, num_hidden_layers=2,
-                                     intermediate_size=36, max_position_embeddings=64, pad_token_id=1,
-                                     architectures=["BertModel"])
+    config = transformers.BertConfig(vocab_size=97, hidden_size=32, num_attention_heads=4,
+                                     num_hidden_layers=2, intermediate_size=36, max_position_embeddings=64,
+                                     pad_token_id=1, architectures=["BertModel"])
     torch.manual_seed(0)
     model = transformers.BertModel(config).eval()
     report = compress(model, batches(), CompressionSpec("monarch", 0.8, L, {"blocks": 8}))

@@ -21,7 +21,9 @@ def test_health_docs_capabilities_metrics(api_url: str, client_a: httpx.Client) 
     paths = httpx.get(f"{api_url}/openapi.json").json()["paths"]
     assert {"/v1/jobs", "/v1/jobs/{job_id}/artifacts/{name}", "/v1/datasets", "/v1/estimates"} <= paths.keys()
     caps = client_a.get("/v1/capabilities").json()
-    assert [m["id"] for m in caps["methods"]] == ["id", "svd", "magnitude"]
+    assert [m["id"] for m in caps["methods"]] == ["id", "svd", "magnitude", "block_lowrank", "monarch", "mpo"]
+    mpo = next(m for m in caps["methods"] if m["id"] == "mpo")
+    assert mpo["structures"] == ["mpo"] and {"cores", "bond"} <= mpo["params"]["properties"].keys()
     assert "bert" in caps["model_types"]
     assert set(caps["evaluation_tasks"]) == {"perplexity", "classification", "sts", "latency"}
     metrics = httpx.get(f"{api_url}/metrics").text

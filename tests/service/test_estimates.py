@@ -114,6 +114,7 @@ def test_a_factorising_method_is_estimated_with_the_floor_it_can_reach(
 def test_a_target_a_factorising_method_cannot_reach_is_refused_before_queueing(
     client_a: httpx.Client, estimate_models: dict[str, str], method: str, params: dict[str, Any]
 ) -> None:
-    response = estimate(client_a, estimate_models["sound-bert"], 0.5, method={"name": method, "params": params})
+    response = estimate(client_a, estimate_models["sound-bert"], 0.5,
+                        method={"name": method, "params": params})
     body = assert_problem(response, 422, "target.mac_ratio")
     assert body["code"] == "budget_infeasible" and "cannot go below" in body["detail"], body

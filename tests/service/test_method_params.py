@@ -24,6 +24,13 @@ def _jobs(client: httpx.Client) -> list[str]:
         ("svd", {"allocation": "sideways"}, "method.params.allocation"),
         ("svd", {"activation_aware": "perhaps"}, "method.params.activation_aware"),
         ("magnitude", {"version": 7}, "method.params.version"),
+        ("block_lowrank", {"grid": [2]}, "method.params.grid.1"),  # the missing side
+        ("block_lowrank", {"grid": [0, 2]}, "method.params.grid.0"),
+        ("block_lowrank", {"rank": 4}, "method.params.rank"),
+        ("monarch", {"blocks": 1}, "method.params.blocks"),
+        ("monarch", {"max_blocks": "many"}, "method.params.max_blocks"),
+        ("mpo", {"cores": 1}, "method.params.cores"),
+        ("mpo", {"bond": 0}, "method.params.bond"),
     ],
 )
 def test_bad_method_params_are_refused_at_submit(
