@@ -48,7 +48,8 @@ def test_quick_run_end_to_end(tmp_path: Path) -> None:
     factor = json.loads((results / "factorizations_minilm.json").read_text())
     assert {p["method"] for p in factor["points"]} == {"block_lowrank", "monarch", "mpo"}
     for point in factor["points"]:
-        assert point["reload_exact"] and point["target"] - 0.01 <= point["mac_ratio"] <= point["target"], point
+        assert point["reload_exact"], point
+        assert point["target"] - 0.01 <= point["mac_ratio"] <= point["target"], point
     assert "## Factorization families" in (results / "RESULTS.md").read_text()
     scale = json.loads((results / "scale_llama.json").read_text())
     assert all("error" not in job for job in scale["jobs"]), scale["jobs"]
