@@ -89,8 +89,12 @@ def run_model(bench: ModelBench, settings: Settings, results_dir: Path) -> Path:
         "calibration": {**calibration_facts(bench, calib), "seconds": calib_seconds},
         "points": points,
     }
+    # the default methods write factorizations_<model>.json; a subset (--factor-methods) its own file,
+    # so that one model's families can run in parallel processes
+    default = settings.factor_methods == Settings().factor_methods or settings.quick
+    name = f"factorizations_{bench.key}" + ("" if default else "-" + "-".join(settings.factor_methods))
     return write_result(
-        f"factorizations_{bench.key}",
+        name,
         payload,
         seeds={"calibration": settings.seed, "torch": settings.seed, "inputs": 0},
         data_files=[*evaluate.files, data_file(bench.calibration)],

@@ -22,18 +22,19 @@ def _metric(record: dict[str, Any]) -> tuple[str, bool]:
     return model["metric"], model["higher_is_better"]
 
 
-def _borrowed_id_rows(results: Results, record: dict[str, Any]) -> list[dict[str, Any]]:
-    """`id` rows of a model the factorizations suite did not rerun id on, from its quality suite."""
+def _borrowed_rows(results: Results, record: dict[str, Any], first: bool) -> list[dict[str, Any]]:
+    """`id` and `svd-aa` rows of a model the factorizations suite did not rerun them on, from its
+    quality suite (shown once per model, with the file they come from)."""
     key = record["model"]["key"]
-    methods = record["settings"]["methods"]
-    if "id" in methods:
+    missing = {"id", "svd-aa"} - set(record["settings"]["methods"])
+    if not first or not missing:
         return []
     quality = next((r for r in results.get("quality", []) if r["model"]["key"] == key), None)
     if quality is None:
         return []
     targets = set(record["settings"]["targets"])
     return [{**p, "borrowed": quality["_file"]} for p in quality["points"]
-            if p["method"] == "id" and p["target"] in targets]
+            if p["method"] in missing and p["target"] in targets]
 
 
 def factorizations_section(results: Results) -> list[str]:
@@ -52,17 +53,22 @@ def factorizations_section(results: Results) -> list[str]:
         "the plan built (the rest dense).",
         "",
     ]
+    seen: set[str] = set()
     for record in records:
         metric, _ = _metric(record)
+        first = record["model"]["key"] not in seen
+        seen.add(record["model"]["key"])
         extras = list(record["model"].get("extra_metrics") or [])
         dense = record["dense"]["metrics"]
         lat = record["settings"]["latency"]
-        lines += [f"### {record['model']['label']}", "",
+        subset = "" if set(FAMILIES) <= set(record["settings"]["methods"]) else (
+            " (" + ", ".join(record["settings"]["methods"]) + f"; `{record['_file']}`)")
+        lines += [f"### {record['model']['label']}{subset}", "",
                   f"Dense {metric} {fmt(dense[metric], metric)}; latency at batch "
                   f"{', '.join(map(str, lat['batch_sizes']))}, sequence length {lat['seq_len']}, "
                   f"{lat['threads']} torch thread(s).", ""]
         rows = []
-        for p in _borrowed_id_rows(results, record) + _points(record):
+        for p in _borrowed_rows(results, record, first) + _points(record):
             m = p.get("metrics") or {}
             latency = (p.get("latency") or [{}])[-1]
             kinds = ", ".join(f"{k} {v}" for k, v in sorted((p.get("kinds") or {}).items()) if k != "linear")
