@@ -87,7 +87,7 @@ def factorizations_section(results: Results) -> list[str]:
         lines += table(["method", "target", "MACs kept (model)", metric, *extras, "compress s", "dense ms",
                         "compressed ms", "speed-up", "predicted", "reload exact", "kinds", "note"], rows)
         lines += _profile_lines(record)
-    lines += gupta_lines(records) + bars_lines(records)
+    lines += gupta_lines(results, records) + bars_lines(records)
     return lines
 
 
@@ -116,20 +116,25 @@ def _better(a: float, b: float, higher: bool) -> bool:
     return a > b if higher else a < b
 
 
-def gupta_lines(records: list[dict[str, Any]]) -> list[str]:
-    """Plain low rank against Monarch at equal MACs (Gupta et al.), and where block low rank lands."""
+def gupta_lines(results: Results, records: list[dict[str, Any]]) -> list[str]:
+    """Low rank against Monarch at equal MACs (Gupta et al.), and where block low rank lands; a
+    model's points are gathered over its result files (and the quality suite's svd-aa rows)."""
+    models: dict[str, tuple[dict[str, Any], dict[tuple[str, float], Any]]] = {}
+    for record in records:
+        metric, _ = _metric(record)
+        _, by = models.setdefault(record["model"]["key"], (record, {}))
+        rows = _borrowed_rows(results, record, True) + _points(record)
+        by.update({(p["method"], p["target"]): (p.get("metrics") or {}).get(metric) for p in rows})
     compared = lr_wins = between = 0
     details = []
-    for record in records:
+    for record, by in models.values():
         metric, higher = _metric(record)
-        by = {(p["method"], p["target"]): (p.get("metrics") or {}).get(metric) for p in _points(record)}
         for target in record["settings"]["targets"]:
             for prefix, (lr, mon, blr) in {"": FAMILIES, "plain ": ("svd", "monarch-plain",
                                                                     "block_lowrank-plain")}.items():
-                vals = [by.get((m, target)) for m in (lr, mon, blr)]
-                if any(v is None for v in vals[:2]):
+                a, b, c = (by.get((m, target)) for m in (lr, mon, blr))
+                if a is None or b is None:
                     continue
-                a, b, c = vals
                 compared += 1
                 lr_wins += _better(a, b, higher)
                 if c is not None and (min(a, b) <= c <= max(a, b)):
@@ -138,14 +143,14 @@ def gupta_lines(records: list[dict[str, Any]]) -> list[str]:
                                f"Monarch {fmt(b, metric)}, block low rank {fmt(c, metric)}")
     if not compared:
         return []
-    verdict = ("agrees with" if lr_wins == compared else "partly agrees with" if lr_wins else "contradicts")
+    verdict = "agrees with" if lr_wins == compared else "partly agrees with" if lr_wins else "contradicts"
     return [
         "### Low rank against Monarch (Gupta et al.)",
         "",
-        f"At equal MACs, low rank beats Monarch at {lr_wins} of {compared} (model, target) points, which "
-        f"{verdict} Gupta et al.'s finding that plain low rank beats Monarch at every compression ratio; "
-        f"block low rank lands between the two (inclusive) at {between} of {compared}. Points: "
-        + "; ".join(details) + ".",
+        "At equal MACs (activation-aware fits, the same calibration), low rank beats Monarch at "
+        f"{lr_wins} of {compared} (model, target) points, which {verdict} Gupta et al.'s finding that plain low rank "
+        f"beats Monarch at every compression ratio; block low rank lands between the two (inclusive) at "
+        f"{between} of {compared}. Points: " + "; ".join(details) + ".",
         "",
     ]
 
