@@ -148,8 +148,9 @@ def gupta_lines(results: Results, records: list[dict[str, Any]]) -> list[str]:
         "### Low rank against Monarch (Gupta et al.)",
         "",
         "At equal MACs (activation-aware fits, the same calibration), low rank beats Monarch at "
-        f"{lr_wins} of {compared} (model, target) points, which {verdict} Gupta et al.'s finding that plain low rank "
-        f"beats Monarch at every compression ratio; block low rank lands between the two (inclusive) at "
+        f"{lr_wins} of {compared} (model, target) points, which {verdict} Gupta et al.'s finding that "
+        "plain low rank beats Monarch at every compression ratio; block low rank lands between the two "
+        "(inclusive) at "
         f"{between} of {compared}. Points: " + "; ".join(details) + ".",
         "",
     ]
