@@ -31,7 +31,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return factories.write_corpus(tmp_path_factory.mktemp("data") / "corpus.txt", repeat=40)
 
 
-@pytest.mark.parametrize("method", ["id", "svd", "magnitude"])
+@pytest.mark.parametrize("method", ["id", "svd", "magnitude", "block_lowrank", "monarch", "mpo"])
 def test_compress_prints_the_contract_json_last(
     llama_model: Path, corpus: Path, tmp_path: Path, method: str
 ) -> None:
@@ -50,6 +50,10 @@ def test_compress_prints_the_contract_json_last(
     assert result["metrics"]["compressed"]["perplexity"] > 0
     assert Path(result["artifact"]) == out and (out / "compression.json").is_file()
     assert "compressing" in proc.stderr  # the progress bar names the stage
+    manifest = json.loads((out / "compression.json").read_text())
+    kinds = {entry["type"] for entry in manifest["structure"]["modules"].values()}
+    assert kinds - {"linear"} == ({method} if method in ("block_lowrank", "monarch", "mpo") else
+                                  {"lowrank"} if method == "svd" else set())
 
 
 def test_bad_input_gets_one_clear_line_and_exit_2(llama_model: Path, corpus: Path, tmp_path: Path) -> None:
