@@ -54,7 +54,7 @@ def run(settings: Settings, results_dir: Path) -> list[Path]:
 def run_model(bench: ModelBench, settings: Settings, results_dir: Path) -> Path:
     dense, tokenizer, load_seconds = load_dense(bench)
     evaluate = Evaluator.build(bench, settings)
-    dense_metrics, protocol = evaluate(dense, tokenizer)
+    dense_metrics, protocol = evaluate(dense, tokenizer) if settings.factor_measure else ({}, {})
     log.info("%s dense: %s", bench.key, dense_metrics)
     calib, calib_seconds = calibrate(bench, tokenizer, settings.samples_for(bench), settings.seed)
     folder = CACHE / ("artifacts-quick" if settings.quick else "artifacts") / f"factor-{bench.key}"
@@ -93,6 +93,10 @@ def run_model(bench: ModelBench, settings: Settings, results_dir: Path) -> Path:
     # so that one model's families can run in parallel processes
     default = settings.factor_methods == Settings().factor_methods or settings.quick
     name = f"factorizations_{bench.key}" + ("" if default else "-" + "-".join(settings.factor_methods))
+    if settings.factor_targets != Settings().factor_targets and not settings.quick:
+        name += "-at-" + "-".join(str(t) for t in settings.factor_targets)
+    if not settings.factor_measure:
+        name += f"-targets-{settings.samples_for(bench)}-samples"
     return write_result(
         name,
         payload,
@@ -116,7 +120,8 @@ def _point(bench: ModelBench, settings: Settings, dense: Any, tokenizer: Any, ev
         log.warning("%s %s @ %.2f: %s", bench.key, label, target, record.get("error"))
         return record, latency_protocol
     record["kinds"] = _kinds(model)
-    evaluate_point(evaluate, model, tokenizer, record)
+    if settings.factor_measure:
+        evaluate_point(evaluate, model, tokenizer, record)
     probe = {k: v[:2] for k, v in calib.batches[0].items()}
     with torch.no_grad():
         expected = _main_output(model.cpu().eval(), probe)
@@ -127,7 +132,7 @@ def _point(bench: ModelBench, settings: Settings, dense: Any, tokenizer: Any, ev
     record["reload_exact"] = bool(torch.allclose(got, expected, atol=1e-5, rtol=0))
     del model
     record["latency"] = []
-    for batch_size in settings.factor_latency_batches:
+    for batch_size in settings.factor_latency_batches if settings.factor_measure else ():
         result = compare_latency(
             dense, shipped, batch_size=batch_size, seq_len=bench.latency_seq_len, device=settings.device,
             iters=settings.latency_iters, min_seconds=settings.latency_min_seconds, seed=0,
@@ -141,7 +146,8 @@ def _point(bench: ModelBench, settings: Settings, dense: Any, tokenizer: Any, ev
             "speedup": result["speedup"],
             "predicted_speedup": 1 / record["mac_ratio_model"],
         })
-    if label.startswith("mpo") and target == min(settings.factor_targets) and not label.endswith("-plain"):
+    if (settings.factor_measure and label.startswith("mpo") and target == min(settings.factor_targets)
+            and not label.endswith("-plain")):
         record["profile"] = _profile(shipped, bench, batch_size=max(settings.factor_latency_batches))
     log.info("%s %s @ %.2f: mac %.3f, %s, %.1f s, speed-up %s", bench.key, label, target, record["mac_ratio"],
              record.get("metrics"), record["seconds"], [round(r["speedup"], 2) for r in record["latency"]])

@@ -40,6 +40,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-params", type=float, default=None, help="largest scale-suite model, e.g. 1e8")
     parser.add_argument("--targets", default=None, help="comma-separated MAC targets [settings]")
     parser.add_argument("--ablation-models", default=None, help="comma-separated, or 'none'")
+    parser.add_argument("--factor-targets", default=None, help="MAC targets of the factorizations suite")
+    parser.add_argument("--targets-check", action="store_true",
+                        help="factorizations: MACs and artifact reload only (no metric, no latency)")
+    parser.add_argument("--samples", type=int, default=None, help="calibration samples (default: the model's)")
     parser.add_argument("--factor-methods", default=None, help="method labels for the factorizations suite")
     parser.add_argument("--speed-methods", default=None, help="method labels for the speed suite")
     return parser.parse_args(argv)
@@ -65,6 +69,12 @@ def build_settings(args: argparse.Namespace) -> Settings:
         overrides["latency_targets"] = tuple(t for t in overrides["targets"] if t < 1.0)  # type: ignore[union-attr]
     if args.factor_methods:
         overrides["factor_methods"] = tuple(args.factor_methods.split(","))
+    if args.factor_targets:
+        overrides["factor_targets"] = tuple(float(t) for t in args.factor_targets.split(","))
+    if args.targets_check:
+        overrides["factor_measure"] = False
+    if args.samples:
+        overrides["num_samples"] = args.samples
     if args.speed_methods:
         overrides["speed_methods"] = tuple(args.speed_methods.split(","))
     if args.ablation_models:
