@@ -43,7 +43,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--factor-targets", default=None, help="MAC targets of the factorizations suite")
     parser.add_argument("--targets-check", action="store_true",
                         help="factorizations: MACs and artifact reload only (no metric, no latency)")
-    parser.add_argument("--samples", type=int, default=None, help="calibration samples (default: the model's)")
+    parser.add_argument("--samples", type=int, default=None, help="calibration samples (default: per model)")
     parser.add_argument("--factor-methods", default=None, help="method labels for the factorizations suite")
     parser.add_argument("--speed-methods", default=None, help="method labels for the speed suite")
     return parser.parse_args(argv)

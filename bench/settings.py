@@ -161,7 +161,7 @@ class Settings:
     factor_ablations: tuple[str, ...] = ("block_lowrank-plain", "monarch-plain", "mpo-plain")
     factor_ablation_models: tuple[str, ...] = ("minilm",)
     factor_latency_batches: tuple[int, ...] = (8,)
-    factor_measure: bool = True  # False: a targets check (MACs and the artifact's reload), no metric or latency
+    factor_measure: bool = True  # False: a targets check (MACs, the artifact reload), no metric, no latency
     # picogpt
     picogpt_steps: int | None = None  # None: the recipe's steps
     picogpt_eval_chars: int | None = None  # None: the whole held-out split
