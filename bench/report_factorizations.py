@@ -63,10 +63,15 @@ def factorizations_section(results: Results) -> list[str]:
         lat = record["settings"]["latency"]
         subset = "" if set(FAMILIES) <= set(record["settings"]["methods"]) else (
             " (" + ", ".join(record["settings"]["methods"]) + f"; `{record['_file']}`)")
-        lines += [f"### {record['model']['label']}{subset}", "",
-                  f"Dense {metric} {fmt(dense[metric], metric)}; latency at batch "
-                  f"{', '.join(map(str, lat['batch_sizes']))}, sequence length {lat['seq_len']}, "
-                  f"{lat['threads']} torch thread(s).", ""]
+        lines += [f"### {record['model']['label']}{subset}", ""]
+        if dense:
+            lines += [f"Dense {metric} {fmt(dense.get(metric), metric)}; latency at batch "
+                      f"{', '.join(map(str, lat['batch_sizes']))}, sequence length {lat['seq_len']}, "
+                      f"{lat['threads']} torch thread(s).", ""]
+        else:
+            samples = record["calibration"].get("num_samples", record["calibration"].get("samples"))
+            lines += [f"Targets check (`--targets-check`, {samples} calibration samples): achieved MACs and "
+                      "the artifact's exact reload only; no metric, no latency.", ""]
         rows = []
         for p in _borrowed_rows(results, record, first) + _points(record):
             m = p.get("metrics") or {}
