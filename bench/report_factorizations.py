@@ -129,7 +129,8 @@ def gupta_lines(results: Results, records: list[dict[str, Any]]) -> list[str]:
         metric, _ = _metric(record)
         _, by = models.setdefault(record["model"]["key"], (record, {}))
         rows = _borrowed_rows(results, record, True) + _points(record)
-        by.update({(p["method"], p["target"]): (p.get("metrics") or {}).get(metric) for p in rows})
+        by.update({(p["method"], p["target"]): (p.get("metrics") or {}).get(metric) for p in rows
+                   if (p.get("metrics") or {}).get(metric) is not None})  # a targets check has none
     compared = lr_wins = between = 0
     details = []
     for record, by in models.values():
