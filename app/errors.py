@@ -10,10 +10,13 @@ class ServiceError(Exception):
     code = "bad_request"
     title = "Bad request"
 
-    def __init__(self, detail: str, *, field: str | None = None) -> None:
+    def __init__(
+        self, detail: str, *, field: str | None = None, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(detail)
         self.detail = detail
         self.field = field
+        self.headers = headers or {}
 
 
 class Unauthorized(ServiceError):
@@ -49,7 +52,10 @@ class RangeNotSatisfiable(ServiceError):
 
 
 class CorruptArtifact(ServiceError):
-    status, code, title = 500, "artifact_corrupt", "Stored artifact failed its checksum"
+    """The stored bytes no longer match the sha256 recorded when the job succeeded: the record and
+    the storage conflict, and retrying will not help (an operator restores or deletes it)."""
+
+    status, code, title = 409, "artifact_corrupt", "Stored artifact failed its checksum"
 
 
 class Unavailable(ServiceError):

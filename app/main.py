@@ -8,13 +8,15 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from app.api import problems
+from app.api import openapi, problems
 from app.api.cache import TtlCache
 from app.api.deps import Database
+from app.api.limits import BodySizeLimit
 from app.api.metrics import MetricsMiddleware
 from app.api.routes import artifacts, datasets, events, jobs, meta
 from app.db.engine import session_factory
 from app.queue import CeleryDispatcher, Dispatcher, NullDispatcher
+from app.services.quotas import RateLimiter
 from app.services.reaper import ReaperLoop
 from app.settings import Settings, get_settings
 from app.storage import make_storage
@@ -38,6 +40,7 @@ def create_app(
         app.state.key_cache = TtlCache(settings.key_cache_seconds)
         app.state.job_cache = TtlCache(settings.job_cache_seconds)
         app.state.storage = make_storage(settings)
+        app.state.rate_limiter = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
         app.state.dispatcher = dispatcher or (
             CeleryDispatcher(settings) if settings.broker_url else NullDispatcher()
         )
@@ -56,7 +59,9 @@ def create_app(
         lifespan=lifespan,
     )
     problems.install(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware)
     for module in (jobs, events, artifacts, datasets, meta):
         app.include_router(module.router)
+    openapi.install(app)
     return app

@@ -13,6 +13,9 @@ EVAL_TASKS = ("perplexity", "classification", "sts", "latency")
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelling", "cancelled"]
 WebhookEvent = Literal["succeeded", "failed", "cancelled"]
 WEBHOOK_EVENTS: tuple[WebhookEvent, ...] = ("succeeded", "failed", "cancelled")
+# No control characters (NUL included): names and ids in requests are printable text.
+PRINTABLE_PATTERN = r"^[^\x00-\x1f\x7f]*$"
+MAX_SEED = 2**32 - 1  # numpy's and torch's seeds take 32 bits; larger values failed jobs
 
 
 class Strict(BaseModel):
@@ -20,8 +23,20 @@ class Strict(BaseModel):
 
 
 class ModelRef(Strict):
-    id: str = Field(min_length=1, max_length=200, examples=["sentence-transformers/all-MiniLM-L6-v2"])
-    revision: str | None = Field(default=None, max_length=100)
+    id: str = Field(
+        min_length=1,
+        max_length=96,
+        pattern=PRINTABLE_PATTERN,
+        description="A Hugging Face hub id (org/name) found in the service's model cache, never a path.",
+        examples=["sentence-transformers/all-MiniLM-L6-v2"],
+    )
+    revision: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=100,
+        pattern=PRINTABLE_PATTERN,
+        description="A commit sha, a branch or a tag name (git's ref rules; never a path). Default main.",
+    )
 
 
 def _method_names(schema: dict[str, Any]) -> None:
@@ -55,13 +70,16 @@ class TargetSpec(Strict):
 
 class CalibrationSpec(Strict):
     dataset: str = Field(
-        min_length=1, max_length=200, description="An uploaded dataset id or a hub dataset id."
+        min_length=1,
+        max_length=200,
+        pattern=PRINTABLE_PATTERN,
+        description="An uploaded dataset id or a hub dataset id.",
     )
-    split: str = Field(default="train", max_length=100)
-    text_column: str | None = Field(default=None, max_length=200)
-    num_samples: int = Field(default=128, gt=0)
-    max_seq_length: int = Field(default=128, gt=0)
-    seed: int = 0
+    split: str = Field(default="train", min_length=1, max_length=100, pattern=PRINTABLE_PATTERN)
+    text_column: str | None = Field(default=None, min_length=1, max_length=200, pattern=PRINTABLE_PATTERN)
+    num_samples: int = Field(default=128, gt=0, le=1_000_000)
+    max_seq_length: int = Field(default=128, gt=0, le=1_000_000)
+    seed: int = Field(default=0, ge=0, le=MAX_SEED)
 
 
 class EvaluationSpec(BaseModel):
@@ -70,9 +88,9 @@ class EvaluationSpec(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     task: Literal["perplexity", "classification", "sts", "latency"]
-    dataset: str | None = Field(default=None, max_length=200)
-    split: str | None = Field(default=None, max_length=100)
-    text_column: str | None = Field(default=None, max_length=200)
+    dataset: str | None = Field(default=None, min_length=1, max_length=200, pattern=PRINTABLE_PATTERN)
+    split: str | None = Field(default=None, min_length=1, max_length=100, pattern=PRINTABLE_PATTERN)
+    text_column: str | None = Field(default=None, min_length=1, max_length=200, pattern=PRINTABLE_PATTERN)
     options: dict[str, Any] = Field(default_factory=dict)
 
     def all_options(self) -> dict[str, Any]:

@@ -20,14 +20,23 @@ class Settings(BaseSettings):
     s3_endpoint_url: str | None = None
     s3_region: str = "us-east-1"
     work_dir: Path = Path("./var/work")
+    # Folders the API may serve as models besides the HF cache: <model_root>/<org>/<name>. Off by default.
+    model_root: Path | None = None
 
     auth: bool = True  # False: every request is tenant "local" (development only)
     key_cache_seconds: float = Field(default=5.0, ge=0)  # API key -> tenant cache; a revocation lags this
     job_cache_seconds: float = Field(default=1.0, ge=0)  # GET /v1/jobs/{id} bodies may be this old
     max_upload_bytes: int = Field(default=256 * 1024 * 1024, gt=0)
+    max_body_bytes: int = Field(default=1024 * 1024, gt=0)  # JSON bodies (uploads: max_upload_bytes)
     max_num_samples: int = Field(default=8192, gt=0)
     max_seq_length: int = Field(default=8192, gt=0)
     max_jobs_page: int = 100
+    # per-tenant limits (app.services.quotas); 0 turns one off
+    max_active_jobs_per_tenant: int = Field(default=0, ge=0)
+    max_storage_bytes_per_tenant: int = Field(default=0, ge=0)
+    rate_limit_per_second: float = Field(default=0.0, ge=0)
+    rate_limit_burst: int = Field(default=50, ge=1)
+    retention_days: float = Field(default=0.0, ge=0)  # >0: datasets and artifacts older than this are deleted
 
     queue: str = "gpu"
     max_attempts: int = Field(default=3, ge=1)
@@ -44,6 +53,8 @@ class Settings(BaseSettings):
     webhook_max_attempts: int = Field(default=5, ge=1)
     webhook_backoff_seconds: float = 1.0  # doubled after each failed attempt
     webhook_timeout_seconds: float = 10.0
+    # networks (CIDRs) webhooks may reach although private/loopback/link-local; none by default
+    webhook_allow_networks: list[str] = Field(default_factory=list)
 
 
 @lru_cache(maxsize=1)

@@ -159,13 +159,31 @@ def _cached_snapshot(model_id: str, revision: str, cache: Path) -> Path | None:
     return snapshot if snapshot.is_dir() and (snapshot / "config.json").is_file() else None
 
 
-def resolve_model(model: str, revision: str | None = None, *, allow_local: bool = True) -> ResolvedModel:
+def _under_root(model_id: str, root: Path) -> Path | None:
+    """`root/<org>/<name>` for a validated hub id, if it is a model folder whose real path stays
+    inside the real root (a symlink out of the root is not followed)."""
+    base = root.resolve()
+    candidate = (base / model_id).resolve()
+    if not candidate.is_relative_to(base) or not (candidate / "config.json").is_file():
+        return None
+    return candidate
+
+
+def resolve_model(
+    model: str,
+    revision: str | None = None,
+    *,
+    allow_local: bool = True,
+    model_root: str | os.PathLike[str] | None = None,
+) -> ResolvedModel:
     """Find a model offline: a hub id already in the HF cache, or (`allow_local`) a local directory.
 
     Hub ids are looked up in `hub_cache_dir()` by the cache layout alone (nothing is ever
     downloaded, no path is built from unvalidated input); `revision` is a branch, a tag or a sha.
     The service calls this with `allow_local=False`: over the API a model is a hub id, never a
-    server path, and no error names a server path.
+    server path, and no error names a server path. An operator may also serve folders under
+    `model_root` (PARE_MODEL_ROOT, off by default): a hub-shaped id `org/name` not in the cache is
+    then `model_root/org/name`, never anything outside the root.
     """
     if allow_local:
         local = Path(model).expanduser()
@@ -177,6 +195,10 @@ def resolve_model(model: str, revision: str | None = None, *, allow_local: bool 
     validate_model_id(model)
     wanted = validate_revision(revision) if revision is not None else "main"
     snapshot = _cached_snapshot(model, wanted, hub_cache_dir())
+    if snapshot is None and model_root is not None and revision in (None, "local"):
+        folder = _under_root(model, Path(model_root))
+        if folder is not None:
+            return ResolvedModel(folder, model, "local", _config_sha256(folder))
     if snapshot is None:
         at = f" at revision {revision!r}" if revision else ""
         where = "neither a local directory nor in" if allow_local else "not in"

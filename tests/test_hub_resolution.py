@@ -85,3 +85,25 @@ def test_a_config_with_ill_typed_fields_is_refused_with_a_code(cache: Path, bad:
     with pytest.raises(ModelRefused) as info:
         inspect_model(resolve_model("org/tiny", allow_local=False))
     assert info.value.field == "model.id"
+
+
+def test_an_operator_model_root_serves_folders_inside_it_only(cache: Path, tmp_path: Path) -> None:
+    root = tmp_path / "models"
+    (root / "team" / "mine").mkdir(parents=True)
+    (root / "team" / "mine" / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    outside = tmp_path / "elsewhere" / "secret"
+    outside.mkdir(parents=True)
+    (outside / "config.json").write_text("{}")
+    (root / "team" / "link").symlink_to(outside)
+    with pytest.raises(ModelNotFound):  # off by default
+        resolve_model("team/mine", allow_local=False)
+    found = resolve_model("team/mine", allow_local=False, model_root=root)
+    assert found.path == (root / "team" / "mine").resolve() and found.model_id == "team/mine"
+    assert found.revision == "local"
+    assert resolve_model("org/tiny", allow_local=False, model_root=root).revision == SHA  # cache first
+    for escape in ("team/link", "team/../../elsewhere", "../elsewhere/secret", str(outside)):
+        with pytest.raises((ModelNotFound, ModelRefused)) as err:
+            resolve_model(escape, allow_local=False, model_root=root)
+        assert str(tmp_path) not in str(err.value).replace(escape, "")
+    with pytest.raises(ModelNotFound):  # a revision names a cache snapshot, not a folder
+        resolve_model("team/mine", "main", allow_local=False, model_root=root)

@@ -57,6 +57,10 @@ class PipelineConfig:
     calibration_mode: str = "auto"
     evaluation: tuple[EvalTask, ...] = ()
     device: str = "auto"  # auto | cpu | cuda | cuda:N
+    # the CLI may name local folders; a job from the API resolves exactly as its submit did (the
+    # cache, then the operator's model root), never a folder relative to the worker
+    allow_local: bool = True
+    model_root: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -236,7 +240,9 @@ def _load(config: PipelineConfig, spec: CompressionSpec) -> _Loaded:
     from workers.compression.engine import build_method
     from workers.models import load_model
 
-    resolved = resolve_model(config.model, config.revision)
+    resolved = resolve_model(
+        config.model, config.revision, allow_local=config.allow_local, model_root=config.model_root
+    )
     inspect_model(resolved)
     model, tokenizer = load_model(resolved, device="cpu")
     adapter = ModelAdapter(model)

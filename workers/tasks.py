@@ -34,7 +34,7 @@ from app.db.jobstate import Claim, claim_job, finish_job, heartbeat, job_state, 
 from app.db.models import ACTIVE, Artifact, Dataset, EvaluationResult, Job
 from app.queue import REAP, RUN_JOB, CeleryDispatcher, NullDispatcher
 from app.schemas import JobRequest
-from app.services import webhooks
+from app.services import scratch, webhooks
 from app.services.reaper import reap_once
 from app.settings import Settings, get_settings
 from app.storage import Storage, StoredObject, copy_to, make_storage
@@ -168,7 +168,12 @@ def _source(
 
 
 def build_config(
-    *, request: JobRequest, data: dict[str, tuple[Path, str]], out_dir: Path, device: str
+    *,
+    request: JobRequest,
+    data: dict[str, tuple[Path, str]],
+    out_dir: Path,
+    device: str,
+    model_root: Path | None = None,
 ) -> PipelineConfig:
     """The stored request as the pipeline's config."""
     cal = request.calibration
@@ -196,6 +201,8 @@ def build_config(
         evaluation=evaluation,
         out_dir=out_dir,
         device=device,
+        allow_local=False,
+        model_root=model_root,
     )
 
 
@@ -380,6 +387,7 @@ def _run(
             data=data,
             out_dir=work / "out",
             device=settings.device,
+            model_root=settings.model_root,
         )
         result = run_pipeline(
             config,
@@ -432,6 +440,10 @@ class EmbeddedWorker:
         self.dispatcher = NullDispatcher(wake=self._wake.set)
 
     def start(self) -> None:
+        try:  # what runs killed in an earlier life of this process left behind
+            scratch.sweep(database_url=self.settings.database_url, work_dir=self.settings.work_dir)
+        except Exception:  # noqa: BLE001 - the reaper sweeps again on its next pass
+            log.warning("scratch sweep at start failed", exc_info=True)
         self._thread.start()
 
     def stop(self) -> None:

@@ -18,11 +18,13 @@ from typing import Annotated, TypeVar
 import anyio
 import anyio.to_thread
 from fastapi import Depends, Request
+from fastapi import Path as PathParam
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.api.cache import TtlCache
 from app.errors import Unauthorized
+from app.ids import ARTIFACT_NAME_PATTERN, JOB_ID_PATTERN, MAX_ARTIFACT_NAME
 from app.queue import Dispatcher
 from app.services import keys
 from app.settings import Settings
@@ -126,7 +128,9 @@ async def get_tenant(
             session.commit()
             return Caller(tenant.id, tenant.name)
 
-        return await db.write(local)
+        caller = await db.write(local)
+        request.app.state.rate_limiter.take(caller.id)
+        return caller
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("send `Authorization: Bearer <api key>`")
     key = credentials.credentials
@@ -136,7 +140,17 @@ async def get_tenant(
         tenant = keys.authenticate(session, key=key)
         return Caller(tenant.id, tenant.name)
 
-    return await cache.fetch(keys.hash_key(key), lambda: db.read(authenticate))
+    caller = await cache.fetch(keys.hash_key(key), lambda: db.read(authenticate))
+    request.app.state.rate_limiter.take(caller.id)
+    return caller
 
 
 TenantDep = Annotated[Caller, Depends(get_tenant)]
+JobIdPath = Annotated[
+    str, PathParam(pattern=JOB_ID_PATTERN, max_length=28, description="A job id (job_ + 24 hex digits).")
+]
+ArtifactNamePath = Annotated[
+    str,
+    PathParam(pattern=ARTIFACT_NAME_PATTERN, max_length=MAX_ARTIFACT_NAME,
+              description="An artifact's name as listed by GET /v1/jobs/{job_id}/artifacts."),
+]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -18,6 +20,7 @@ from core.errors import PareError
 log = logging.getLogger(__name__)
 PROBLEM = "application/problem+json"
 TYPE_BASE = "https://pare.dev/problems/"
+HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 
 
 def problem(
@@ -40,7 +43,9 @@ def _field(loc: tuple[Any, ...]) -> str:
 
 async def _service_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ServiceError)
-    return problem(exc.status, exc.code, exc.title, exc.detail, field=exc.field)
+    response = problem(exc.status, exc.code, exc.title, exc.detail, field=exc.field)
+    response.headers.update(exc.headers)
+    return response
 
 
 async def _pare_error(_: Request, exc: Exception) -> JSONResponse:
@@ -60,10 +65,33 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     return problem(422, "invalid_request", "Invalid request", detail, field=first["field"], errors=errors)
 
 
-async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
-    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-    return problem(exc.status_code, code, str(exc.detail), str(exc.detail))
+    code = {400: "malformed_body", 404: "not_found", 405: "method_not_allowed"}.get(
+        exc.status_code, "http_error"
+    )
+    response = problem(exc.status_code, code, str(exc.detail), str(exc.detail))
+    response.headers.update(exc.headers or {})
+    if exc.status_code == 405:
+        response.headers["Allow"] = _allowed_methods(request, (exc.headers or {}).get("Allow", ""))
+    return response
+
+
+def _allowed_methods(request: Request, route_allow: str) -> str:
+    """Every method served at this path (RFC 9110 §15.5.6). The router's own `Allow` names only the
+    methods of the first route whose path matched (GET /v1/jobs and POST /v1/jobs are two routes),
+    so the document's paths that match are added."""
+    methods = {m.strip().upper() for m in route_allow.split(",") if m.strip()}
+    for template, item in request.app.openapi().get("paths", {}).items():
+        if _template(template).fullmatch(request.scope["path"]):
+            methods.update(m.upper() for m in item if m in HTTP_METHODS)
+    return ", ".join(sorted(methods))
+
+
+@functools.lru_cache(maxsize=256)
+def _template(path: str) -> re.Pattern[str]:
+    """/v1/jobs/{job_id} as a pattern of one path segment per parameter."""
+    return re.compile(re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(path)))
 
 
 async def _database_down(_: Request, exc: Exception) -> JSONResponse:

@@ -25,13 +25,26 @@ READ_ONLY = "pare_read_only"
 POOL_SIZE, MAX_OVERFLOW = 20, 30
 
 
+def _private_file(path: Path) -> None:
+    """Create the database file readable by its owner only (0600: it holds webhook secrets and key
+    hashes), and tighten an existing one; SQLite gives its -wal and -shm files the same mode."""
+    if not path.parent.exists():
+        path.parent.mkdir(parents=True, mode=0o700)
+    os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+    os.chmod(path, 0o600)
+    for suffix in ("-wal", "-shm"):
+        side = path.with_name(path.name + suffix)
+        if side.exists():
+            os.chmod(side, 0o600)
+
+
 def _sqlite_engine(url: str) -> Engine:
     """SQLite for the embedded mode: WAL, a busy timeout, and BEGIN IMMEDIATE so writers queue up
     (a DEFERRED writer that upgrades its lock gets SQLITE_BUSY at once instead of waiting);
     read-only transactions begin DEFERRED."""
     database = make_url(url).database
-    if database and database != ":memory:":
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    if database and database != ":memory:" and not database.startswith("file:"):
+        _private_file(Path(database))
     engine = create_engine(
         url,
         connect_args={"check_same_thread": False, "timeout": 30},

@@ -14,7 +14,9 @@ from sqlalchemy.orm import Session
 from app.db.models import Dataset, utcnow
 from app.errors import InvalidRequest
 from app.ids import new_id
+from app.services import quotas
 from app.services.uploads import Upload
+from app.settings import Settings
 from app.storage import Storage
 
 FORMATS = {".txt": "txt", ".jsonl": "jsonl", ".csv": "csv", ".tsv": "tsv", ".parquet": "parquet"}
@@ -78,9 +80,10 @@ def safe_filename(filename: str) -> str:
 
 
 def create_dataset(
-    session: Session, *, tenant_id: str, upload: Upload, path: Path, storage: Storage
+    session: Session, *, tenant_id: str, upload: Upload, path: Path, storage: Storage, settings: Settings
 ) -> Dataset:
-    """Validate the uploaded file, store it, and record it."""
+    """Validate the uploaded file, store it, and record it (within the tenant's storage quota)."""
+    quotas.check_storage(session, tenant_id=tenant_id, settings=settings, adding=upload.size_bytes)
     fmt = detect_format(path, upload.filename)
     dataset_id = new_id("ds")
     key = f"datasets/{tenant_id}/{dataset_id}/{safe_filename(upload.filename)}"

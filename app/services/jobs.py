@@ -14,6 +14,7 @@ from app.db.jobstate import append_event
 from app.db.models import TERMINAL, Artifact, Job, JobEvent, utcnow
 from app.errors import Conflict, NotFound
 from app.ids import new_id
+from app.services import quotas
 from app.services.validation import validate_job_request
 from app.settings import Settings
 
@@ -57,6 +58,8 @@ def create_job(
     idempotency_key: str | None = None,
 ) -> Job:
     """Validate the request (the model's config is read now) and insert a queued job."""
+    quotas.check_active_jobs(session, tenant_id=tenant_id, settings=settings)
+    quotas.check_storage(session, tenant_id=tenant_id, settings=settings)
     resolved = validate_job_request(session, tenant_id=tenant_id, request=request, settings=settings)
     body = request.model_dump(mode="json", exclude_unset=False)
     job = Job(

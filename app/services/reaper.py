@@ -9,8 +9,9 @@ import threading
 from app.db.engine import session_scope
 from app.db.jobstate import ReapReport, reap
 from app.queue import Dispatcher
-from app.services import webhooks
+from app.services import retention, scratch, webhooks
 from app.settings import Settings
+from app.storage import make_storage
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +27,13 @@ def reap_once(*, settings: Settings, dispatcher: Dispatcher) -> ReapReport:
             log.warning("could not publish %s", job_id, exc_info=True)
     for job_id in report.failed + report.cancelled:
         webhooks.schedule(settings=settings, job_id=job_id)
+    scratch.sweep(database_url=settings.database_url, work_dir=settings.work_dir)
+    if settings.retention_days > 0:
+        with session_scope(settings.database_url) as session:
+            expired = retention.expire(session, storage=make_storage(settings),
+                                       older_than_days=settings.retention_days)
+        if any(expired.values()):
+            log.info("retention: deleted %s", expired)
     if report.requeued or report.failed or report.cancelled or report.republish:
         log.info("reaper: %s", report)
     return report

@@ -11,11 +11,13 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
+from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from app.errors import InvalidRequest, PayloadTooLarge
 
 FORM_OVERHEAD = 64 * 1024  # boundaries and part headers allowed beyond the file cap
+MAX_FILENAME = 255  # what most file systems allow for one name
 
 
 @dataclass
@@ -50,7 +52,14 @@ class _Collector:
         name = params.get(b"name", b"").decode("utf-8", "replace")
         self._in_target = name == self.field_name and not self.found
         if self._in_target:
-            self.filename = params.get(b"filename", b"").decode("utf-8", "replace") or "upload"
+            filename = params.get(b"filename", b"").decode("utf-8", "replace")
+            if len(filename) > MAX_FILENAME:
+                raise InvalidRequest(
+                    f"the file name is longer than {MAX_FILENAME} characters", field=self.field_name
+                )
+            if any(ord(c) < 0x20 or ord(c) == 0x7F for c in filename):
+                raise InvalidRequest("the file name contains control characters", field=self.field_name)
+            self.filename = filename or "upload"
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
         if not self._in_target:
@@ -98,8 +107,14 @@ async def receive_file(
         received += len(chunk)
         if received > limit:
             raise PayloadTooLarge(f"the upload is larger than {cap} bytes", field=field_name)
-        parser.write(chunk)
-    parser.finalize()
+        try:
+            parser.write(chunk)
+        except MultipartParseError as exc:  # e.g. a part header over the parser's size limit
+            raise InvalidRequest(f"malformed multipart body: {exc}", field=field_name) from exc
+    try:
+        parser.finalize()
+    except MultipartParseError as exc:
+        raise InvalidRequest(f"malformed multipart body: {exc}", field=field_name) from exc
     if not collector.found:
         raise InvalidRequest(f"no file in multipart field {field_name!r}", field=field_name)
     dest.flush()

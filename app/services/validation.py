@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
@@ -10,20 +11,25 @@ from sqlalchemy.orm import Session
 from app.db.models import Dataset
 from app.errors import InvalidRequest
 from app.schemas import EstimateRequest, JobRequest
+from app.services import egress
 from app.settings import Settings
 from core import hub
 from core import methods as catalogue
-from core.errors import BudgetInfeasible, ModelRefused
+from core.errors import BudgetInfeasible, InvalidSpec, ModelRefused
+from core.evaluation import parse_options
 from core.macs import Geometry, block_macs, dense_shape, least_block_macs
 from core.macs import estimate as macs_estimate
 
 DATASET_PREFIX = "ds_"
 
 
-def inspect_model(*, model_id: str, revision: str | None) -> tuple[hub.ResolvedModel, hub.ModelInfo]:
-    """Resolve and inspect a hub id offline; ids that are paths or URLs are refused first."""
+def inspect_model(
+    *, model_id: str, revision: str | None, model_root: Path | None = None
+) -> tuple[hub.ResolvedModel, hub.ModelInfo]:
+    """Resolve and inspect a hub id offline (the cache, then the operator's model root); ids that
+    are paths or URLs are refused first."""
     hub.validate_model_id(model_id)
-    resolved = hub.resolve_model(model_id, revision, allow_local=False)
+    resolved = hub.resolve_model(model_id, revision, allow_local=False, model_root=model_root)
     return resolved, hub.inspect_model(resolved)
 
 
@@ -57,9 +63,17 @@ def validate_job_request(
         raise InvalidRequest(f"at most {settings.max_seq_length} tokens", field="calibration.max_seq_length")
     check_dataset_ref(session, tenant_id=tenant_id, ref=cal.dataset, field="calibration.dataset")
     for i, task in enumerate(request.evaluation):
+        try:
+            parse_options(task.task, task.all_options())
+        except InvalidSpec as exc:
+            raise InvalidRequest(str(exc), field=f"evaluation.{i}.options") from exc
         if task.dataset is not None:
             check_dataset_ref(session, tenant_id=tenant_id, ref=task.dataset, field=f"evaluation.{i}.dataset")
-    resolved, info = inspect_model(model_id=request.model.id, revision=request.model.revision)
+    if request.webhook is not None:
+        egress.check_url(str(request.webhook.url), allow_networks=settings.webhook_allow_networks)
+    resolved, info = inspect_model(
+        model_id=request.model.id, revision=request.model.revision, model_root=settings.model_root
+    )
     return {
         "model": {
             "id": request.model.id,
@@ -71,10 +85,12 @@ def validate_job_request(
     }
 
 
-def estimate(*, request: EstimateRequest) -> dict[str, Any]:
+def estimate(*, request: EstimateRequest, model_root: Path | None = None) -> dict[str, Any]:
     """Baseline MACs and parameters and the planned widths for a target, from the config alone."""
     params = request.method.validated_params()
-    resolved, info = inspect_model(model_id=request.model.id, revision=request.model.revision)
+    resolved, info = inspect_model(
+        model_id=request.model.id, revision=request.model.revision, model_root=model_root
+    )
     seq_len = request.target.reference_seq_len or 128
     result = _uniform_estimate(info.config, request.method.name, request.target.mac_ratio, seq_len)
     if isinstance(params, catalogue.FactorizedParams):

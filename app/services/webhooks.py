@@ -14,12 +14,15 @@ import logging
 import threading
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
 from app.db.engine import session_scope
 from app.db.jobstate import append_event
 from app.db.models import Job, Tenant
+from app.errors import InvalidRequest
+from app.services import egress
 from app.services.jobs import to_resource
 from app.settings import Settings
 
@@ -60,6 +63,11 @@ def deliver(*, settings: Settings, job_id: str) -> bool:
     url, secret, webhook_id, body = payload
     delay = settings.webhook_backoff_seconds
     for attempt in range(1, settings.webhook_max_attempts + 1):
+        try:  # checked again at each attempt: DNS may have changed since the submit
+            target = egress.check_url(url, allow_networks=settings.webhook_allow_networks)
+        except InvalidRequest as exc:
+            _record(settings, job_id, "webhook.refused", {"attempt": attempt, "reason": exc.detail})
+            return False
         timestamp = int(time.time())
         signature = sign(secret=secret, webhook_id=webhook_id, timestamp=timestamp, body=body)
         headers = {
@@ -67,11 +75,17 @@ def deliver(*, settings: Settings, job_id: str) -> bool:
             "Pare-Webhook-Id": webhook_id,
             "Pare-Webhook-Timestamp": str(timestamp),
             "Pare-Signature": f"t={timestamp},v1={signature}",
+            "Host": target.host,
         }
         try:
-            response = httpx.post(
-                url, content=body, headers=headers, timeout=settings.webhook_timeout_seconds
-            )
+            with httpx.Client(timeout=settings.webhook_timeout_seconds, follow_redirects=False) as client:
+                response = client.request(
+                    "POST",
+                    target.url,
+                    content=body,
+                    headers=headers,
+                    extensions={"sni_hostname": urlsplit(url).hostname or ""},
+                )
             outcome: dict[str, Any] = {"attempt": attempt, "status_code": response.status_code}
             if response.is_success:
                 _record(settings, job_id, "webhook.delivered", outcome)

@@ -84,8 +84,8 @@ def _latency_pair(
     baseline = baseline or source.get("model_id")
     if baseline is None:
         return None
+    from core.evaluation import LatencyOptions
     from workers.evaluation import compare_latency
-    from workers.evaluation.latency import LatencyOptions
 
     opts = LatencyOptions.parse("latency", options)
     base_model, _ = load_any(baseline, revision=base_revision, device=device)

@@ -139,6 +139,12 @@ def worker(queue: str | None, concurrency: int, pool: str, beat: bool, loglevel:
         raise click.UsageError(
             "PARE_BROKER_URL is not set; `pare serve` runs jobs in-process without a broker"
         )
+    from app.services import scratch
+
+    try:  # what runs killed on this host left behind
+        scratch.sweep(database_url=settings.database_url, work_dir=settings.work_dir)
+    except Exception as exc:  # noqa: BLE001 - the database may be down; the reaper sweeps later
+        click.echo(f"scratch sweep skipped: {exc}", err=True)
     argv = [
         "worker",
         "-Q",

@@ -6,6 +6,7 @@ queue, a temporary HF cache with tiny models, and runs `pare serve` (API mode) a
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 from collections.abc import Iterator
@@ -92,6 +93,7 @@ def env(fresh_database, root: Path, hf_home: Path) -> Iterator[dict[str, str]]: 
         "PARE_LEASE_SECONDS": "30",
         "PARE_EVENT_INTERVAL_SECONDS": "0.2",
         "PARE_DEVICE": "cpu",
+        "PARE_WEBHOOK_ALLOW_NETWORKS": '["127.0.0.0/8"]',  # the tests' receivers listen on loopback
         "HF_HOME": str(hf_home),
         "HF_HUB_OFFLINE": "1",
         "TOKENIZERS_PARALLELISM": "false",
@@ -117,7 +119,8 @@ def env(fresh_database, root: Path, hf_home: Path) -> Iterator[dict[str, str]]: 
 def settings(env: dict[str, str]):  # type: ignore[no-untyped-def]
     from app.settings import Settings
 
-    keys = {k[len("PARE_") :].lower(): v for k, v in env.items() if k.startswith("PARE_")}
+    keys: dict[str, object] = {k[len("PARE_") :].lower(): v for k, v in env.items() if k.startswith("PARE_")}
+    keys["webhook_allow_networks"] = json.loads(env["PARE_WEBHOOK_ALLOW_NETWORKS"])
     return Settings(**keys)
 
 

@@ -142,7 +142,7 @@ def test_database_down_is_503_problem(settings, root: Path) -> None:  # type: ig
         headers = {"Authorization": "Bearer pare_abc_def"}
         for response in (
             client.get("/v1/jobs", headers=headers),
-            client.get("/v1/jobs/job_x", headers=headers),
+            client.get("/v1/jobs/job_0123456789abcdef01234567", headers=headers),
         ):
             body = assert_problem(response, 503)
             assert body["code"] == "database_unavailable"

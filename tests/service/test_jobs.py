@@ -161,7 +161,7 @@ def test_artifact_download_range_etag_and_corruption(
     data[1000] ^= 0xFF
     path.write_bytes(bytes(data))
     refused = client_a.get(listing[0]["download_url"])
-    assert refused.status_code >= 500 and refused.json()["code"] == "artifact_corrupt"
+    assert assert_problem(refused, 409)["code"] == "artifact_corrupt"
 
 
 def test_tenant_isolation(client_a: httpx.Client, client_b: httpx.Client, dataset_id: str, settings) -> None:  # type: ignore[no-untyped-def]

@@ -67,3 +67,48 @@ def test_signed_retried_recorded(api_url: str, settings) -> None:  # type: ignor
         assert types.count("webhook.retrying") >= 2 and "webhook.delivered" in types
     finally:
         server.shutdown()
+
+
+def test_webhooks_to_internal_addresses_are_refused(api_url: str, settings) -> None:  # type: ignore[no-untyped-def]
+    """Server-side request forgery: loopback, private, link-local (metadata) and unspecified targets
+    are refused at submit and at delivery, with no connection made, unless allow-listed."""
+    from app.errors import InvalidRequest
+    from app.services import egress
+
+    internal = ["http://127.0.0.1:9/h", "http://localhost/h", "http://10.0.0.1/h", "http://192.168.1.1/",
+                "http://169.254.169.254/latest/meta-data/", "http://[::1]/h", "http://0.0.0.0/",
+                "http://[::ffff:127.0.0.1]/", "http://metadata.google.internal/", "http://[fd00:ec2::254]/",
+                "http://user:pw@example.com/", "ftp://example.com/"]
+    for url in internal:
+        try:
+            egress.check_url(url, allow_networks=[])
+        except InvalidRequest as exc:
+            assert exc.field == "webhook.url"
+        else:
+            raise AssertionError(f"{url} was accepted")
+    allowed = egress.check_url("http://127.0.0.1:8080/h?x=1", allow_networks=["127.0.0.0/8"])
+    assert allowed.url == "http://127.0.0.1:8080/h?x=1" and allowed.host == "127.0.0.1:8080"
+    assert egress.check_url("http://93.184.215.14/h", allow_networks=[]).address == "93.184.215.14"
+
+    server = HTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+    before = len(Receiver.calls)
+    strict = settings.model_copy(update={"webhook_allow_networks": []})
+    key = make_key(settings, f"ssrf-{secrets.token_hex(3)}")
+    try:
+        with httpx.Client(base_url=api_url, headers={"Authorization": f"Bearer {key}"}, timeout=30) as client:
+            ds = upload_dataset(client)
+            job_id = insert_queued(settings, client, ds)
+            with session_scope(settings.database_url) as session:
+                hook = {"webhook": {"url": url, "events": ["cancelled"]}}
+                session.get(Job, job_id).request = job_body(ds) | hook
+            assert client.post(f"/v1/jobs/{job_id}/cancel").json()["status"] == "cancelled"
+            assert not webhooks.deliver(settings=strict, job_id=job_id)
+            events = client.get(f"/v1/jobs/{job_id}/events").json()["data"]
+        refused = [e for e in events if e["type"] == "webhook.refused"]
+        assert refused and "loopback" in refused[0]["data"]["reason"]
+        assert "status_code" not in refused[0]["data"]
+        assert len(Receiver.calls) == before  # no connection reached the receiver
+    finally:
+        server.shutdown()

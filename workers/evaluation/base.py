@@ -6,15 +6,12 @@ import inspect
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, ValidationError
 
 from core.errors import InvalidSpec
 from workers.data import pad_id
-
-Options = TypeVar("Options", bound="TaskOptions")
 
 
 @dataclass
@@ -32,22 +29,6 @@ class TaskResult:
     def to_json(self) -> dict[str, Any]:
         """Metrics at top level plus "protocol": the shape `pare evaluate --json` prints."""
         return {**self.metrics, "protocol": self.protocol}
-
-
-class TaskOptions(BaseModel):
-    """Base of per-task options: unknown keys are an error, not silently ignored."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    @classmethod
-    def parse(cls: type[Options], task: str, options: dict[str, Any] | None) -> Options:
-        clean = {k: v for k, v in (options or {}).items() if v is not None}
-        try:
-            return cls(**clean)
-        except ValidationError as exc:
-            allowed = ", ".join(cls.model_fields)
-            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-            raise InvalidSpec(f"bad options for task {task!r}: {problems} (allowed: {allowed})") from exc
 
 
 def resolve_device(device: str) -> str:

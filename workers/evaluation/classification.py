@@ -10,23 +10,17 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from pydantic import Field
 
 from core.errors import InvalidCalibrationData, InvalidSpec
+from core.evaluation import ClassificationOptions
 from workers.data import DataSource, file_sha256, load_table, require_column, text_column
 from workers.evaluation.base import (
-    TaskOptions,
     TaskResult,
     encode,
     forward_kwargs,
     length_order,
     model_device,
 )
-
-
-class ClassificationOptions(TaskOptions):
-    batch_size: int = Field(32, ge=1)
-    max_length: int = Field(128, ge=2)
 
 
 def macro_f1(gold: list[int], predicted: list[int]) -> float:

@@ -28,21 +28,11 @@ from pathlib import Path
 from typing import Any, cast
 
 import torch
-from pydantic import Field
 
-from workers.evaluation.base import TaskOptions, TaskResult, model_device
+from core.evaluation import LatencyOptions
+from workers.evaluation.base import TaskResult, model_device
 
 MB = 1024 * 1024
-
-
-class LatencyOptions(TaskOptions):
-    batch_size: int = Field(8, ge=1)
-    seq_len: int = Field(128, ge=1)
-    warmup: int = Field(3, ge=0)
-    iters: int = Field(20, ge=1)
-    min_seconds: float = Field(2.0, ge=0)
-    max_iters: int = Field(1000, ge=1)
-    seed: int = 0
 
 
 def random_inputs(

@@ -24,19 +24,11 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 
 from core.errors import InvalidCalibrationData, InvalidSpec
+from core.evaluation import PerplexityOptions
 from workers.data import DataSource, file_sha256, load_text
-from workers.evaluation.base import TaskOptions, TaskResult, model_device
-
-
-class PerplexityOptions(TaskOptions):
-    seq_len: int = Field(512, ge=2)
-    stride: int | None = Field(None, ge=1)
-    max_tokens: int | None = Field(None, ge=2)
-    batch_size: int = Field(4, ge=1)
-    logits_chunk: int = Field(128, ge=1)
+from workers.evaluation.base import TaskResult, model_device
 
 
 def window_plan(num_tokens: int, seq_len: int, stride: int) -> list[tuple[int, int]]:

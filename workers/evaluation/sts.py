@@ -18,13 +18,12 @@ from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 from scipy.stats import spearmanr
 
 from core.errors import InvalidCalibrationData, InvalidSpec
+from core.evaluation import StsOptions
 from workers.data import DataSource, file_sha256, load_table, require_column
 from workers.evaluation.base import (
-    TaskOptions,
     TaskResult,
     encode,
     forward_kwargs,
@@ -36,11 +35,6 @@ LAYOUTS = {
     "glue": ("sentence1", "sentence2", "score"),
     "sts-benchmark": ("5", "6", "4"),
 }
-
-
-class StsOptions(TaskOptions):
-    batch_size: int = Field(32, ge=1)
-    max_length: int = Field(256, ge=2)
 
 
 def _layout(source: DataSource, columns: list[str]) -> tuple[str, tuple[str, str, str]]:

@@ -13,9 +13,11 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import Session, sessionmaker
 
 from app import schemas
-from app.api.deps import DbDep, TenantDep
+from app.api.deps import DbDep, JobIdPath, TenantDep
 from app.api.routes.jobs import PROBLEMS
 from app.db.models import TERMINAL, Job
+from app.errors import InvalidRequest
+from app.ids import MAX_SEQ
 from app.services import jobs
 
 router = APIRouter(prefix="/v1/jobs", tags=["events"])
@@ -62,19 +64,25 @@ async def _stream(request: Request, job_id: str, after: int) -> AsyncIterator[st
     responses={**PROBLEMS, 200: {"content": {"text/event-stream": {}}, "description": "Events"}},
 )
 async def list_events(
-    job_id: str,
+    job_id: JobIdPath,
     request: Request,
     tenant: TenantDep,
     db: DbDep,
-    after: Annotated[int, Query(ge=0, description="Only events with seq > after.")] = 0,
+    after: Annotated[int, Query(ge=0, le=MAX_SEQ, description="Only events with seq > after.")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     accept: Annotated[str | None, Header()] = None,
-    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+    last_event_id: Annotated[
+        str | None,
+        Header(alias="Last-Event-ID", pattern=r"^[0-9]{1,19}$",
+               description="The last seq received (SSE reconnection); 0 to 2**63-1."),
+    ] = None,
 ) -> schemas.JobEventList | StreamingResponse:
     """Progress, metrics and state changes; `Accept: text/event-stream` follows until the job ends."""
     if accept and "text/event-stream" in accept:
         await db.read(lambda s: jobs.get_job(s, tenant_id=tenant.id, job_id=job_id))
-        if last_event_id and last_event_id.isdigit():
+        if last_event_id is not None:
+            if int(last_event_id) > MAX_SEQ:
+                raise InvalidRequest(f"Last-Event-ID is above {MAX_SEQ}", field="Last-Event-ID")
             after = max(after, int(last_event_id))
         headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
         return StreamingResponse(

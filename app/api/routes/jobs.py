@@ -12,8 +12,17 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from app import schemas
-from app.api.deps import DbDep, DispatcherDep, JobCacheDep, SessionsDep, SettingsDep, TenantDep
+from app.api.deps import (
+    DbDep,
+    DispatcherDep,
+    JobCacheDep,
+    JobIdPath,
+    SessionsDep,
+    SettingsDep,
+    TenantDep,
+)
 from app.db.models import Job, utcnow
+from app.ids import JOB_ID_PATTERN
 from app.queue import Dispatcher
 from app.services import idempotency, jobs, webhooks
 
@@ -96,10 +105,13 @@ async def list_jobs(
     settings: SettingsDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     after: Annotated[
-        str | None, Query(max_length=40, description="The last id of the previous page.")
+        str | None,
+        Query(pattern=JOB_ID_PATTERN, max_length=28, description="The last id of the previous page."),
     ] = None,
     status: Annotated[schemas.JobStatus | None, Query()] = None,
-    model: Annotated[str | None, Query(max_length=200)] = None,
+    model: Annotated[
+        str | None, Query(min_length=1, max_length=200, pattern=schemas.PRINTABLE_PATTERN)
+    ] = None,
 ) -> schemas.JobList:
     """This tenant's jobs, newest first, with cursor pagination."""
 
@@ -123,7 +135,7 @@ async def list_jobs(
     responses={**PROBLEMS, 304: {"description": "Unchanged since the ETag sent in If-None-Match"}},
 )
 async def get_job(
-    job_id: str,
+    job_id: JobIdPath,
     tenant: TenantDep,
     db: DbDep,
     cache: JobCacheDep,
@@ -153,7 +165,7 @@ async def get_job(
     responses={**PROBLEMS, 409: {"model": schemas.Problem, "description": "Already finished"}},
 )
 async def cancel_job(
-    job_id: str, tenant: TenantDep, db: DbDep, settings: SettingsDep, cache: JobCacheDep
+    job_id: JobIdPath, tenant: TenantDep, db: DbDep, settings: SettingsDep, cache: JobCacheDep
 ) -> schemas.Job:
     """Queued jobs are cancelled at once; running ones become `cancelling` until the next block boundary."""
 

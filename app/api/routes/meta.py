@@ -24,10 +24,11 @@ router = APIRouter()
     tags=["estimates"],
     responses={401: {"model": schemas.Problem}, 422: {"model": schemas.Problem}},
 )
-async def estimate(body: schemas.EstimateRequest, tenant: TenantDep) -> dict[str, Any]:
+async def estimate(body: schemas.EstimateRequest, tenant: TenantDep, settings: SettingsDep) -> dict[str, Any]:
     """Dry run from the model's config: baseline MACs and parameters, planned widths; nothing compressed."""
     del tenant
-    return await run_in_threadpool(validation.estimate, request=body)  # reads the config: I/O
+    # reads the config: I/O
+    return await run_in_threadpool(validation.estimate, request=body, model_root=settings.model_root)
 
 
 @router.get("/v1/capabilities", tags=["meta"])
