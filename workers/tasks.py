@@ -370,7 +370,10 @@ def execute_job(*, job_id: str, settings: Settings, owner: str | None = None) ->
             )
     finally:
         shutil.rmtree(work, ignore_errors=True)
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError):  # and what killed earlier attempts of this job left
+            for older in work.parent.iterdir():
+                if older.name.isdigit() and int(older.name) < claim.fence:
+                    shutil.rmtree(older, ignore_errors=True)
             work.parent.rmdir()
     if outcome in ("succeeded", "failed", "cancelled"):
         webhooks.schedule(settings=settings, job_id=job_id)

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from app.db.engine import session_scope
 from app.db.models import Artifact, EvaluationResult, JobEvent
 from tests.factories import insert_queued, job_body
+from tests.reliability import record
 from tests.service import helpers
 from tests.service.helpers import expire_lease, job_row
 
@@ -256,6 +257,11 @@ def test_worker_killed_mid_job_is_rerun_once(
     assert types.count("job.requeued") == 1 and types.count("job.succeeded") == 1
     assert types.index("job.requeued") < types.index("job.succeeded")
     _one_artifact_set(settings, job_id, job.fence)
+    assert not (Path(settings.work_dir) / job_id).exists()  # no scratch of the killed attempt stays
+    record("worker killed (`kill -9`) mid-job",
+           test="tests/service/test_e2e.py::test_worker_killed_mid_job_is_rerun_once",
+           faults_injected=1, jobs_run=1, jobs_succeeded=1, attempts=job.attempt, jobs_lost=0,
+           duplicated_artifacts=0)
 
 
 def test_frozen_worker_is_fenced_out(
@@ -307,4 +313,7 @@ def test_frozen_worker_is_fenced_out(
     assert stale.fence != job.fence
     assert _events(settings, job_id) == events_before  # the stale run appended nothing
     assert [t for t, _ in events_before].count("job.succeeded") == 1
+    record("worker frozen past its lease (`SIGSTOP`)",
+           test="tests/service/test_e2e.py::test_frozen_worker_is_fenced_out",
+           faults_injected=1, jobs_run=1, jobs_succeeded=1, stale_writes_counted=0, jobs_lost=0)
     _one_artifact_set(settings, job_id, job.fence)

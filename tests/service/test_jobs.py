@@ -14,6 +14,7 @@ from app.db.jobstate import claim_job
 from app.db.models import Artifact, Job
 from app.storage import make_storage
 from tests.factories import insert_queued, job_body, make_key
+from tests.reliability import record
 from tests.service.helpers import assert_problem
 
 
@@ -162,6 +163,9 @@ def test_artifact_download_range_etag_and_corruption(
     path.write_bytes(bytes(data))
     refused = client_a.get(listing[0]["download_url"])
     assert assert_problem(refused, 409)["code"] == "artifact_corrupt"
+    record("corrupt stored artifact",
+           test="tests/service/test_jobs.py::test_artifact_download_range_etag_and_corruption",
+           bytes_flipped=1, served_corrupt=0, status=refused.status_code)
 
 
 def test_tenant_isolation(client_a: httpx.Client, client_b: httpx.Client, dataset_id: str, settings) -> None:  # type: ignore[no-untyped-def]
@@ -183,3 +187,7 @@ def test_tenant_isolation(client_a: httpx.Client, client_b: httpx.Client, datase
     assert job_id not in {j["id"] for j in client_b.get("/v1/jobs", params={"limit": 100}).json()["data"]}
     assert_problem(client_b.post("/v1/jobs", json=job_body(dataset_id)), 422, "calibration.dataset")
     assert client_a.get(f"/v1/jobs/{job_id}").status_code == 200
+    assert client_b.delete(f"/v1/jobs/{job_id}/artifacts").status_code == 404
+    assert client_a.get(f"/v1/jobs/{job_id}/artifacts").json()  # nothing of A's was deleted
+    record("another tenant's ids", test="tests/service/test_jobs.py::test_tenant_isolation",
+           routes_tried=len(routes) + 4, cross_tenant_reads=0)

@@ -16,6 +16,7 @@ from app.db.models import Job, utcnow
 from app.queue import CeleryDispatcher
 from app.services.reaper import reap_once
 from tests.factories import insert_queued, make_key, upload_dataset
+from tests.reliability import record
 from tests.service.helpers import REDIS_URL, TcpProxy, expire_lease, free_port, job_row
 
 
@@ -85,6 +86,9 @@ def test_reaper_requeues_then_fails_worker_lost(api_url: str, settings) -> None:
         assert body["error"]["code"] == "worker_lost"
         types = [e["type"] for e in client.get(f"/v1/jobs/{job_id}/events").json()["data"]]
         assert types.count("job.requeued") == settings.max_attempts - 1 and types[-1] == "job.failed"
+    record("job kills its worker every time (poison)",
+           test="tests/service/test_leases.py::test_reaper_requeues_then_fails_worker_lost",
+           attempts=job.attempt, max_attempts=settings.max_attempts, final_code=job.error_code)
 
 
 def test_reaper_republishes_jobs_the_broker_lost(api_url: str, settings) -> None:  # type: ignore[no-untyped-def]
