@@ -27,6 +27,12 @@ class ModelNotFound(PareError):
     code = "model_not_found"
 
 
+class ModelCorrupt(PareError):
+    """The model's weight files do not parse (truncated, garbled or not safetensors at all)."""
+
+    code = "model_corrupt"
+
+
 class InvalidCalibrationData(PareError):
     code = "invalid_data"
 

@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+from safetensors import SafetensorError
 
-from core.errors import InvalidSpec, ModelNotFound
+from core.errors import InvalidSpec, ModelCorrupt, ModelNotFound
 from core.hub import ResolvedModel, hub_cache_dir, inspect_model, resolve_model, validate_model_id
 
 if TYPE_CHECKING:
@@ -64,7 +65,14 @@ def load_model(
     info = inspect_model(resolved)
     cls = _model_class(info.architectures[0] if info.architectures else None)
     log.info("loading %s (%s) with %s", resolved.model_id, resolved.revision, cls.__name__)
-    loaded = cls.from_pretrained(resolved.path, dtype=dtype, use_safetensors=True, trust_remote_code=False)
+    try:
+        loaded = cls.from_pretrained(
+            resolved.path, dtype=dtype, use_safetensors=True, trust_remote_code=False
+        )
+    except SafetensorError as exc:  # the header or the tensors do not parse: say so, with its own code
+        raise ModelCorrupt(
+            f"the weights of {resolved.model_id} are not valid safetensors ({exc})", field="model.id"
+        ) from exc
     tokenizer = AutoTokenizer.from_pretrained(resolved.path, trust_remote_code=False)
     loaded.to(device)
     loaded.eval()
