@@ -179,3 +179,12 @@ def test_oversized_json_body_is_413(client_a: httpx.Client, dataset_id: str, roo
     body = job_body(dataset_id)
     body["method"]["params"] = {"pad": "x" * (3 * 1024 * 1024)}
     _check(client_a.post("/v1/jobs", json=body), 413, root)
+
+
+def test_empty_idempotency_key_is_refused_not_stored(
+    client_a: httpx.Client, dataset_id: str, root: Path
+) -> None:
+    """An empty key used to be stored as '' and the second such request hit the unique index (500)."""
+    for _ in range(2):
+        response = client_a.post("/v1/jobs", json=job_body(dataset_id), headers={"Idempotency-Key": ""})
+        assert _check(response, 422, root)["field"] == "Idempotency-Key"

@@ -58,7 +58,9 @@ async def submit_job(
     sessions: SessionsDep,
     settings: SettingsDep,
     dispatcher: DispatcherDep,
-    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)] = None,
+    idempotency_key: Annotated[
+        str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200)
+    ] = None,
 ) -> JSONResponse:
     """Validate and queue a compression job; 202 with Location. Honours Idempotency-Key."""
     body_hash = jobs.request_hash(body.model_dump(mode="json", exclude_unset=True))
