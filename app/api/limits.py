@@ -6,12 +6,10 @@ the cap is refused at once, and a chunked body is counted as it arrives and cut 
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-PROBLEM = b"application/problem+json"
+from app.api.problems import problem
+
 UPLOAD_PATH = "/v1/datasets"
 
 
@@ -29,7 +27,7 @@ class BodySizeLimit:
             return
         length = dict(scope.get("headers") or []).get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
-            await self._refuse(send)
+            await self._refuse(scope, receive, send)
             return
         seen = 0
         started = False
@@ -52,19 +50,11 @@ class BodySizeLimit:
             await self.app(scope, counted, tracking)
         except _TooLarge:
             if not started:
-                await self._refuse(send)
+                await self._refuse(scope, receive, send)
 
-    async def _refuse(self, send: Send) -> None:
-        body: dict[str, Any] = {
-            "type": "https://pare.dev/problems/payload_too_large",
-            "title": "Payload too large",
-            "status": 413,
-            "detail": f"request bodies are limited to {self.max_bytes} bytes (PARE_MAX_BODY_BYTES); "
-            "upload data through POST /v1/datasets",
-            "code": "payload_too_large",
-        }
-        raw = json.dumps(body).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", PROBLEM), (b"content-length", str(len(raw)).encode()),
-                                (b"connection", b"close")]})
-        await send({"type": "http.response.body", "body": raw})
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        detail = (f"request bodies are limited to {self.max_bytes} bytes (PARE_MAX_BODY_BYTES); "
+                  "upload data through POST /v1/datasets")
+        response = problem(413, "payload_too_large", "Payload too large", detail)
+        response.headers["Connection"] = "close"
+        await response(scope, receive, send)

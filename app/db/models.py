@@ -31,6 +31,7 @@ NAMING = {
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 ACTIVE = ("running", "cancelling")
+UNFINISHED = ("queued", *ACTIVE)  # can still run: counts against quotas, keeps its datasets
 
 
 def utcnow() -> datetime:

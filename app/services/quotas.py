@@ -19,11 +19,9 @@ from collections.abc import Callable
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.db.models import Artifact, Dataset, Job
+from app.db.models import UNFINISHED, Artifact, Dataset, Job
 from app.errors import ServiceError
 from app.settings import Settings
-
-OPEN = ("queued", "running", "cancelling")
 
 
 class QuotaExceeded(ServiceError):
@@ -66,7 +64,7 @@ def check_active_jobs(session: Session, *, tenant_id: str, settings: Settings) -
     if limit <= 0:
         return
     active = session.scalar(
-        select(func.count()).select_from(Job).where(Job.tenant_id == tenant_id, Job.status.in_(OPEN))
+        select(func.count()).select_from(Job).where(Job.tenant_id == tenant_id, Job.status.in_(UNFINISHED))
     )
     if int(active or 0) >= limit:
         raise QuotaExceeded(

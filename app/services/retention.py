@@ -12,11 +12,9 @@ from datetime import timedelta
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from app.db.models import TERMINAL, Artifact, Dataset, Job, utcnow
+from app.db.models import TERMINAL, UNFINISHED, Artifact, Dataset, Job, utcnow
 from app.errors import Conflict, NotFound
 from app.storage import Storage
-
-OPEN = ("queued", "running", "cancelling")
 
 
 def delete_dataset(session: Session, *, tenant_id: str, dataset_id: str, storage: Storage) -> None:
@@ -26,10 +24,10 @@ def delete_dataset(session: Session, *, tenant_id: str, dataset_id: str, storage
     ).first()
     if dataset is None:
         raise NotFound(f"no dataset {dataset_id}", field="dataset_id")
-    users = session.scalars(
-        select(Job.id).where(Job.tenant_id == tenant_id, Job.status.in_(OPEN)).limit(1000)
+    unfinished = session.scalars(
+        select(Job).where(Job.tenant_id == tenant_id, Job.status.in_(UNFINISHED))
     ).all()
-    readers = [j for j in users if _reads(session.get(Job, j), dataset_id)]
+    readers = [j.id for j in unfinished if _reads(j, dataset_id)]
     if readers:
         raise Conflict(f"dataset {dataset_id} is used by unfinished job(s) {', '.join(readers[:5])}",
                        field="dataset_id")
@@ -38,9 +36,7 @@ def delete_dataset(session: Session, *, tenant_id: str, dataset_id: str, storage
     session.commit()
 
 
-def _reads(job: Job | None, dataset_id: str) -> bool:
-    if job is None:
-        return False
+def _reads(job: Job, dataset_id: str) -> bool:
     request = job.request or {}
     refs = [(request.get("calibration") or {}).get("dataset")]
     refs += [t.get("dataset") for t in request.get("evaluation") or [] if isinstance(t, dict)]
@@ -73,7 +69,7 @@ def expire(session: Session, *, storage: Storage, older_than_days: float) -> dic
         storage.delete(artifact.storage_key)
     if artifacts:
         session.execute(delete(Artifact).where(Artifact.id.in_([a.id for a in artifacts])))
-    open_jobs = session.scalars(select(Job).where(Job.status.in_(OPEN))).all()
+    open_jobs = session.scalars(select(Job).where(Job.status.in_(UNFINISHED))).all()
     datasets = [
         d for d in session.scalars(select(Dataset).where(Dataset.created_at < cutoff)).all()
         if not any(_reads(j, d.id) for j in open_jobs)

@@ -32,6 +32,16 @@ class Receiver(BaseHTTPRequestHandler):
         pass
 
 
+def _cancelled_job_hooked_to_receiver(client: httpx.Client, settings, url: str) -> str:  # type: ignore[no-untyped-def]
+    """A job cancelled while queued whose request asks for a webhook at `url` on `cancelled`."""
+    ds = upload_dataset(client)
+    job_id = insert_queued(settings, client, ds)
+    with session_scope(settings.database_url) as session:
+        session.get(Job, job_id).request = job_body(ds) | {"webhook": {"url": url, "events": ["cancelled"]}}
+    assert client.post(f"/v1/jobs/{job_id}/cancel").json()["status"] == "cancelled"
+    return job_id
+
+
 def test_signed_retried_recorded(api_url: str, settings) -> None:  # type: ignore[no-untyped-def]
     server = HTTPServer(("127.0.0.1", 0), Receiver)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -39,13 +49,8 @@ def test_signed_retried_recorded(api_url: str, settings) -> None:  # type: ignor
     key = make_key(settings, f"hooks-{secrets.token_hex(3)}")
     try:
         with httpx.Client(base_url=api_url, headers={"Authorization": f"Bearer {key}"}, timeout=30) as client:
-            ds = upload_dataset(client)
-            job_id = insert_queued(settings, client, ds)
-            with session_scope(settings.database_url) as session:
-                job = session.get(Job, job_id)
-                job.request = job_body(ds) | {"webhook": {"url": url, "events": ["cancelled"]}}
+            job_id = _cancelled_job_hooked_to_receiver(client, settings, url)
             fast = settings.model_copy(update={"webhook_backoff_seconds": 0.05})
-            assert client.post(f"/v1/jobs/{job_id}/cancel").json()["status"] == "cancelled"
             assert webhooks.deliver(settings=fast, job_id=job_id)
         assert len(Receiver.calls) >= 3
         headers, body = Receiver.calls[-1]
@@ -98,12 +103,7 @@ def test_webhooks_to_internal_addresses_are_refused(api_url: str, settings) -> N
     key = make_key(settings, f"ssrf-{secrets.token_hex(3)}")
     try:
         with httpx.Client(base_url=api_url, headers={"Authorization": f"Bearer {key}"}, timeout=30) as client:
-            ds = upload_dataset(client)
-            job_id = insert_queued(settings, client, ds)
-            with session_scope(settings.database_url) as session:
-                hook = {"webhook": {"url": url, "events": ["cancelled"]}}
-                session.get(Job, job_id).request = job_body(ds) | hook
-            assert client.post(f"/v1/jobs/{job_id}/cancel").json()["status"] == "cancelled"
+            job_id = _cancelled_job_hooked_to_receiver(client, settings, url)
             assert not webhooks.deliver(settings=strict, job_id=job_id)
             events = client.get(f"/v1/jobs/{job_id}/events").json()["data"]
         refused = [e for e in events if e["type"] == "webhook.refused"]
