@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import logging
 import os
 import re
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -66,12 +67,12 @@ class DataSource:
             raise InvalidCalibrationData("empty data spec")
         if spec.startswith("hf:"):
             return cls._parse_hub(spec)
-        if Path(spec).expanduser().exists():
+        if _on_disk(spec):
             return cls(path=spec)
         parts = spec.split(":")
         for n_cols in (1, 2):
             head, cols = ":".join(parts[:-n_cols]), parts[-n_cols:]
-            if len(parts) > n_cols and head and Path(head).expanduser().exists():
+            if len(parts) > n_cols and head and _on_disk(head):
                 if all(c and "/" not in c and "\\" not in c for c in cols):
                     return cls(path=head, text_column=cols[0], label_column=(cols + [None])[1])
         return cls(path=spec)  # does not exist: load_* reports it
@@ -100,6 +101,23 @@ class DataSource:
         return str(self.path)
 
 
+def _on_disk(spec: str) -> bool:
+    """Whether `spec` names something on disk; False for what cannot be a path here (an unknown
+    ~user, a name too long for the file system)."""
+    try:
+        return Path(spec).expanduser().exists()
+    except (OSError, RuntimeError):
+        return False
+
+
+def _local_path(spec: str) -> Path:
+    """`spec` with ~ expanded; InvalidCalibrationData when it cannot be (an unknown ~user)."""
+    try:
+        return Path(spec).expanduser()
+    except RuntimeError as exc:
+        raise InvalidCalibrationData(f"{spec}: cannot expand the home directory ({exc})") from exc
+
+
 def default_data_dir() -> Path:
     """The shared data folder: $PARE_DATA_DIR, else ../shared/data beside the repository."""
     env = os.environ.get("PARE_DATA_DIR")
@@ -122,6 +140,8 @@ def file_sha256(path: str | Path) -> str | None:
 def _read_text(path: Path) -> str:
     try:
         return path.read_bytes().decode("utf-8-sig")
+    except OSError as exc:
+        raise InvalidCalibrationData(f"{path}: cannot be read ({exc.strerror or exc})") from exc
     except UnicodeDecodeError as exc:
         raise InvalidCalibrationData(
             f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})"
@@ -131,14 +151,19 @@ def _read_text(path: Path) -> str:
 def _delimited_rows(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
     """csv (standard quoting) or tsv (QUOTE_NONE: GLUE tsv files contain stray quotes).
 
-    The first row is a header unless one of its fields is a number; headerless files get the
-    column names "0", "1", ... (e.g. the original STS Benchmark: "4" is the score).
+    Rows end at \n, \r\n or \r only (the csv module's own line handling, so a quoted csv field
+    keeps its newlines and a field may hold any other character). The first row is a header
+    unless one of its fields is a number; headerless files get the column names "0", "1", ...
+    (e.g. the original STS Benchmark: "4" is the score).
     """
     csv.field_size_limit(2**31 - 1)
     tsv = path.suffix.lower() == ".tsv"
-    lines = _read_text(path).splitlines()
-    reader = csv.reader(lines, delimiter="\t", quoting=csv.QUOTE_NONE) if tsv else csv.reader(lines)
-    table = [row for row in reader if any(cell.strip() for cell in row)]
+    text = io.StringIO(_read_text(path), newline="")
+    reader = csv.reader(text, delimiter="\t", quoting=csv.QUOTE_NONE) if tsv else csv.reader(text)
+    try:
+        table = [row for row in reader if any(cell.strip() for cell in row)]
+    except csv.Error as exc:
+        raise InvalidCalibrationData(f"{path}: line {reader.line_num} does not parse ({exc})") from exc
     if not table:
         return [], []
     if any(_NUMBER.match(cell) for cell in table[0]):
@@ -151,14 +176,17 @@ def _delimited_rows(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
 
 
 def _jsonl_rows(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """One JSON object per line; lines end at \n only (JSON Lines), so a string may hold U+2028."""
     rows: list[dict[str, Any]] = []
-    for number, line in enumerate(_read_text(path).splitlines(), start=1):
+    for number, line in enumerate(_read_text(path).split("\n"), start=1):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
             raise InvalidCalibrationData(f"{path}: line {number} is not JSON ({exc.msg})") from exc
+        except (ValueError, RecursionError) as exc:  # an integer over 4300 digits; nesting too deep
+            raise InvalidCalibrationData(f"{path}: line {number} is not readable JSON ({exc})") from exc
         if not isinstance(row, dict):
             raise InvalidCalibrationData(f"{path}: line {number} is not a JSON object")
         rows.append(row)
@@ -167,13 +195,27 @@ def _jsonl_rows(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
 
 
 def _parquet_rows(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
         table = pq.read_table(path)
-    except Exception as exc:  # pyarrow raises several unrelated types for corrupt files
+    except (pa.ArrowException, OSError, ValueError) as exc:  # ArrowInvalid, ArrowIOError, ...
         raise InvalidCalibrationData(f"{path}: not a readable parquet file ({exc})") from exc
-    return table.to_pylist(), list(table.column_names)
+    return _arrow_checked(str(path), table, table.to_pylist), list(table.column_names)
+
+
+def _arrow_checked(name: str, table: Any, to_list: Callable[[], list[Any]]) -> list[dict[str, Any]]:
+    """`to_list()` of an Arrow-backed table, after validating the table in full (offsets and
+    lengths inside their buffers: a corrupt file is refused, never read out of bounds); values
+    Python cannot hold (a timestamp past year 9999) are refused too."""
+    import pyarrow as pa
+
+    try:
+        table.validate(full=True)
+        return to_list()
+    except (pa.ArrowException, ValueError, OverflowError) as exc:
+        raise InvalidCalibrationData(f"{name}: unreadable values ({type(exc).__name__}: {exc})") from exc
 
 
 def _dataset_rows(dataset: Any, name: str, split: str) -> tuple[list[dict[str, Any]], list[str]]:
@@ -184,7 +226,7 @@ def _dataset_rows(dataset: Any, name: str, split: str) -> tuple[list[dict[str, A
         if split not in dataset:
             raise InvalidCalibrationData(f"{name}: no split {split!r} (available: {', '.join(dataset)})")
         dataset = dataset[split]
-    return dataset.to_list(), list(dataset.column_names)
+    return _arrow_checked(name, dataset.data.table, dataset.to_list), list(dataset.column_names)
 
 
 def _directory_rows(path: Path, split: str) -> tuple[list[dict[str, Any]], list[str]]:
@@ -233,9 +275,9 @@ def _read_rows(source: DataSource) -> tuple[list[dict[str, Any]], list[str]]:
     elif not source.path:
         raise InvalidCalibrationData("data source names neither a path nor a hub dataset")
     else:
-        path = Path(source.path).expanduser()
+        path = _local_path(source.path)
         reader = READERS.get(path.suffix.lower())
-        if not path.exists():
+        if not _on_disk(source.path):
             raise InvalidCalibrationData(f"{path}: file not found")
         if path.is_dir():
             rows, columns = _directory_rows(path, source.split)
@@ -307,8 +349,8 @@ def load_text(source: DataSource | str) -> str:
     the text the published perplexities were measured on); other sources join their texts by "\\n".
     """
     source = as_source(source)
-    path = Path(source.path).expanduser() if source.path else None
-    if path is not None and path.is_file() and path.suffix.lower() == ".txt":
+    path = _local_path(source.path) if source.path else None
+    if path is not None and path.suffix.lower() == ".txt" and _on_disk(str(path)) and path.is_file():
         text = _read_text(path)
         if not text.strip():
             raise InvalidCalibrationData(f"{path}: empty (no text)")

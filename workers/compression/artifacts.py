@@ -10,10 +10,14 @@ be a transformers model class of config.json's model_type; every module path in 
 must be a block Linear of that architecture's `ArchSpec` (`<layers>.<i>.<linear>`, i below the
 number of layers), of a known Linear kind whose factor shapes validate (`core.kinds`), and
 every attribute a head count the spec sets, equal to what the shapes imply (`InvalidArtifact`
-otherwise). The model is built
+otherwise). config.json's shapes are checked (`core.macs.Geometry`) and its layer count bounded
+by the manifest's before the model is built, and every tensor of the weights file must have the
+model's kind of dtype, one floating dtype throughout. The model is built
 on the meta device, so no random dense copy is ever allocated; the weights are then assigned
 straight from model.safetensors (no pickle, no remote code), tied weights re-tied, and the
 non-persistent buffers (rotary frequencies, position ids) rebuilt by the model's own initialiser.
+A weights file that is not readable safetensors is `ModelCorrupt` (`model_corrupt`); unreadable
+config or tokenizer files are `InvalidArtifact`. Fuzzed by tests/fuzz/test_artifact_loader.py.
 """
 
 from __future__ import annotations
@@ -27,13 +31,14 @@ from typing import Any, cast
 
 import torch
 import transformers
+from huggingface_hub.errors import StrictDataclassError
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_model
 from torch import nn
 
-from core.errors import InvalidArtifact, ModelRefused, UnsupportedArchitecture
+from core.errors import InvalidArtifact, ModelCorrupt, ModelRefused, UnsupportedArchitecture
 from core.kinds import from_entry
-from core.macs import linear_shapes
+from core.macs import Geometry, linear_shapes
 from workers.compression.adapters import MODULE_KINDS, ModelAdapter, build_linear, linear_dims, set_module
 
 FORMAT = "pare.compressed/1"
@@ -80,7 +85,7 @@ def save_compressed(
             **report,
             "structure": ModelAdapter(model).manifest(),
         }
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")
         for path in tmp.iterdir():
             _fsync(path)
         if out.exists():
@@ -101,10 +106,10 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
     """compression.json as a dict; InvalidArtifact unless it is a JSON object of format `FORMAT`."""
     file = Path(path) / MANIFEST
     try:
-        manifest = json.loads(file.read_text())
+        manifest = json.loads(file.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise InvalidArtifact(f"{path}: no {MANIFEST}, not a Pare artifact") from None
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:  # RecursionError: nesting
         raise InvalidArtifact(f"{path}: {MANIFEST} is not readable JSON ({exc})") from None
     if not isinstance(manifest, dict):
         raise InvalidArtifact(f"{path}: {MANIFEST} is not a JSON object")
@@ -121,17 +126,16 @@ def load_compressed(
     """Rebuild a compressed model (and its tokenizer) from an artifact directory."""
     path = Path(path)
     manifest = read_manifest(path)
-    config = transformers.AutoConfig.from_pretrained(path, trust_remote_code=False)
-    if getattr(config, "auto_map", None):
-        raise ModelRefused(f"{path}: config.json asks for remote code (auto_map)")
+    config = _read_config(path)
     cls = _model_class(manifest.get("architecture"), config)
+    _check_geometry(path, config, manifest.get("structure"))
     with torch.device("meta"):  # shapes only: the weights arrive from the file, by assignment
-        model = cls(config)
-        adapter = ModelAdapter(model)
+        model = _build_model(path, cls, config)
+        adapter = _adapter(model)
         modules, attributes = _checked_structure(manifest.get("structure"), adapter)
         dtype = next(model.parameters()).dtype
         for module_path, entry in modules.items():
-            set_module(model, module_path, build_linear(entry, dtype))
+            set_module(model, module_path, _build_linear(module_path, entry, dtype))
     for i, layer in enumerate(adapter.layers):
         _set_head_counts(adapter, i, layer, attributes[f"{adapter.layer_path(i)}.{adapter.spec.attention}"])
     _assign_weights(model, _read_weights(path / WEIGHTS))
@@ -139,9 +143,84 @@ def load_compressed(
     unset = [name for name, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
     if unset:
         raise InvalidArtifact(f"{path}: nothing in {WEIGHTS} for {unset[:3]}")
-    cast(nn.Module, model).to(device).eval()
-    tokenizer = transformers.AutoTokenizer.from_pretrained(path) if with_tokenizer else None
-    return model, tokenizer
+    model.to(device).eval()
+    return model, _read_tokenizer(path) if with_tokenizer else None
+
+
+def _read_config(path: Path) -> transformers.PretrainedConfig:
+    """config.json as a transformers config; InvalidArtifact when transformers cannot read it (not
+    JSON, no or an unknown model_type, a field of the wrong type or value)."""
+    try:
+        config: transformers.PretrainedConfig = transformers.AutoConfig.from_pretrained(
+            path, trust_remote_code=False
+        )
+    except (OSError, ValueError, TypeError, KeyError, AttributeError, ArithmeticError,
+            StrictDataclassError) as exc:  # what transformers' config classes raise on hostile values
+        raise InvalidArtifact(f"{path}: config.json is not a readable model config ({exc})") from exc
+    if getattr(config, "auto_map", None):
+        raise ModelRefused(f"{path}: config.json asks for remote code (auto_map)")
+    return config
+
+
+def _check_geometry(path: Path, config: transformers.PretrainedConfig, structure: Any) -> None:
+    """Before anything is built: the config's shapes must be positive and consistent
+    (`Geometry.from_config`), and each of its layers must have its attributes entry in the
+    manifest, so that a config.json naming a billion layers is refused, not built (stray entries
+    are named by `_checked_structure`)."""
+    try:
+        geometry = Geometry.from_config(config.to_dict())
+    except ModelRefused as exc:
+        raise InvalidArtifact(f"{path}: config.json: {exc}") from exc
+    attributes = structure.get("attributes") if isinstance(structure, dict) else None
+    if not isinstance(attributes, dict) or len(attributes) < geometry.num_layers:
+        raise InvalidArtifact(
+            f"{MANIFEST}: structure.attributes must hold one entry for each of the "
+            f"{geometry.num_layers} layers of config.json"
+        )
+
+
+def _build_model(path: Path, cls: type[transformers.PreTrainedModel],
+                 config: transformers.PretrainedConfig) -> nn.Module:
+    """`cls(config)`: InvalidArtifact for a config whose values the class cannot build (an unknown
+    activation or rope type, sizes torch refuses, a pad token outside the vocabulary: nn.Embedding
+    asserts that one)."""
+    try:
+        return cls(config)
+    except (ValueError, TypeError, KeyError, IndexError, ArithmeticError, RuntimeError, AssertionError,
+            StrictDataclassError) as exc:
+        raise InvalidArtifact(
+            f"{path}: config.json does not build a {cls.__name__} ({type(exc).__name__}: {exc})"
+        ) from exc
+
+
+def _adapter(model: nn.Module) -> ModelAdapter:
+    """The model's adapter, provided the class has the spec's block list (a family's abstract
+    `...PreTrainedModel` base class has none)."""
+    adapter = ModelAdapter(model)
+    try:
+        model.get_submodule(adapter.layers_path)
+    except AttributeError as exc:
+        raise InvalidArtifact(
+            f"architecture {type(model).__name__!r} has no block list {adapter.layers_path!r}"
+        ) from exc
+    return adapter
+
+
+def _build_linear(module_path: str, entry: dict[str, Any], dtype: torch.dtype) -> nn.Module:
+    try:
+        return build_linear(entry, dtype)
+    except (RuntimeError, TypeError, OverflowError) as exc:  # sizes past torch's int64 arithmetic
+        raise InvalidArtifact(f"{MANIFEST}: module {module_path}: sizes torch cannot build ({exc})") from exc
+
+
+def _read_tokenizer(path: Path) -> Any:
+    """The artifact's tokenizer; InvalidArtifact when its files do not load."""
+    try:
+        return transformers.AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+    except Exception as exc:  # noqa: BLE001 - a deliberate boundary: the tokenizer parsers raise
+        # JSONDecodeError, KeyError, TypeError, AttributeError, UnicodeDecodeError and tokenizers'
+        # bare Exception on hostile files; the original stays chained
+        raise InvalidArtifact(f"{path}: the tokenizer does not load ({type(exc).__name__}: {exc})") from exc
 
 
 def _model_class(name: Any, config: transformers.PretrainedConfig) -> type[transformers.PreTrainedModel]:
@@ -249,10 +328,12 @@ def _set_head_counts(adapter: ModelAdapter, index: int, layer: nn.Module, record
 
 
 def _read_weights(file: Path) -> dict[str, torch.Tensor]:
+    if not file.is_file():
+        raise InvalidArtifact(f"{file.parent}: no {WEIGHTS}")
     try:
         return load_file(str(file))
     except (OSError, SafetensorError) as exc:
-        raise InvalidArtifact(f"{file}: not readable safetensors ({exc})") from None
+        raise ModelCorrupt(f"{file}: not readable safetensors ({exc})") from None
 
 
 def _tied_groups(model: nn.Module) -> list[list[str]]:
@@ -263,9 +344,25 @@ def _tied_groups(model: nn.Module) -> list[list[str]]:
     return [names for names in groups.values() if len(names) > 1]
 
 
+def _check_dtypes(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """One floating dtype for the whole file, and each tensor floating where the model's is (other
+    dtypes exactly the model's): assignment keeps the file's dtypes, so a file mixing float16 into
+    float32 would load and then fail in the first matmul."""
+    expected = model.state_dict()
+    floating = sorted({str(t.dtype) for t in state.values() if t.is_floating_point()})
+    if len(floating) > 1:
+        raise InvalidArtifact(f"{WEIGHTS} mixes floating dtypes ({', '.join(floating)}); a model has one")
+    wrong = [name for name, t in state.items() if name in expected and (
+        t.is_floating_point() != expected[name].is_floating_point()
+        or not t.is_floating_point() and t.dtype != expected[name].dtype)]
+    if wrong:
+        raise InvalidArtifact(f"{WEIGHTS}: {wrong[:3]} are not of the dtype the model has there")
+
+
 def _assign_weights(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
     """Assign the file's tensors to the meta model (no copy); a tied name the file left out (safetensors
     stores shared tensors once) takes its partner's tensor, and ties are restored afterwards."""
+    _check_dtypes(model, state)
     tied = _tied_groups(model)
     for names in tied:
         present = [name for name in names if name in state]
