@@ -63,5 +63,5 @@ def create_app(
     app.add_middleware(MetricsMiddleware)
     for module in (jobs, events, artifacts, datasets, meta):
         app.include_router(module.router)
-    openapi.install(app)
+    openapi.install(app, settings)
     return app

@@ -34,7 +34,7 @@ from app.db.jobstate import Claim, claim_job, finish_job, heartbeat, job_state, 
 from app.db.models import ACTIVE, Artifact, Dataset, EvaluationResult, Job
 from app.queue import REAP, RUN_JOB, CeleryDispatcher, NullDispatcher
 from app.schemas import JobRequest
-from app.services import scratch, webhooks
+from app.services import retention, scratch, webhooks
 from app.services.reaper import reap_once
 from app.settings import Settings, get_settings
 from app.storage import Storage, StoredObject, copy_to, make_storage
@@ -153,7 +153,7 @@ def fetch_data(*, settings: Settings, storage: Storage, job: Job, dest: Path) ->
             storage,
             key=row.storage_key,
             sha256=row.sha256,
-            dest=dest / f"{row.id}{Path(row.filename).suffix}",
+            dest=dest / f"{row.id}.{row.format}",  # the format detected at upload, whatever the name
         )
         found[row.id] = (path, row.sha256)
     return found
@@ -360,6 +360,7 @@ def execute_job(*, job_id: str, settings: Settings, owner: str | None = None) ->
         log.info("job %s: nothing to claim (duplicate delivery or no longer queued)", job_id)
         return "skipped"
     log.info("job %s: attempt %d (fence %d)", job_id, claim.attempt, claim.fence)
+    retention.sweep_objects_of(settings, [job_id])  # objects an earlier, killed attempt stored
     work = Path(settings.work_dir) / job_id / str(claim.fence)
     storage = make_storage(settings)
     outcome = "fenced"

@@ -5,11 +5,17 @@ the document is first built, makes the document say what the service does on the
 
 - every 4xx/5xx response is `application/problem+json` (app.api.problems renders all of them);
 - the statuses that come from shared machinery rather than from the route are declared where they
-  apply: 401 on every authenticated route (the bearer dependency), 422 wherever a parameter or body
+  apply: 401 and 429 on every authenticated route (the bearer dependency, which also spends the
+  tenant's rate limit; quotas refuse with 429 as well), 422 wherever a parameter or body
   is validated, 400 and 413 on JSON bodies (an unparsable body; the body-size cap of
   app.api.limits), 503 wherever the database is read (app.api.problems maps an unreachable one);
+- an uploaded file part is one of the dataset formats, by its Content-Type;
 - `/metrics` answers text/plain (Prometheus' exposition format) and artifact downloads answer
   their recorded content type (JSON, text or bytes);
+- the job request's open objects are the catalogue's: `method` is one of the methods, each with its
+  own `params` schema (`core.methods`), an evaluation is one of the tasks with its own options
+  (`core.evaluation`), and calibration sizes are capped at this deployment's PARE_MAX_NUM_SAMPLES
+  and PARE_MAX_SEQ_LENGTH, all of which the submit-time validation enforces;
 - an optional query or header parameter is documented as its type, not `anyOf [type, null]`: a URL
   or a header has no null, so a client following the schema could only send the string "null";
 - OpenAPI links from a created job to the routes that take its id, and from an uploaded dataset to
@@ -24,20 +30,29 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from app.schemas import Problem
+from app.services.datasets import MEDIA_TYPES
+from app.settings import Settings
+from core import methods as catalogue
+from core.evaluation import OPTIONS as TASK_OPTIONS
 
 PROBLEM = "application/problem+json"
-PROBLEM_SCHEMA = {"$ref": "#/components/schemas/Problem"}
+REF = "#/components/schemas/{model}"
+PROBLEM_SCHEMA = {"$ref": REF.format(model="Problem")}
 DOWNLOAD_TYPES = ("application/octet-stream", "application/json", "text/plain")
+# The formats of app.services.datasets, as a file part's Content-Type (for a name without a suffix)
+UPLOAD_TYPES = ", ".join(MEDIA_TYPES)
 SHARED = {
     400: "Unparsable request body",
     401: "Missing or invalid API key",
     413: "Request body larger than PARE_MAX_BODY_BYTES",
     422: "Invalid request (names the field)",
+    429: "Rate limit or quota of this tenant reached; retry after Retry-After seconds",
     503: "Database unavailable; retry later",
 }
+RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}}
 
 
-def install(app: FastAPI) -> None:
+def install(app: FastAPI, settings: Settings) -> None:
     """Serve the completed document from /openapi.json (built once, on first use)."""
 
     def openapi() -> dict[str, Any]:
@@ -48,17 +63,19 @@ def install(app: FastAPI) -> None:
                 description=app.description,
                 routes=app.routes,
             )
-            complete(document)
+            complete(document, settings)
             app.openapi_schema = document
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-def complete(document: dict[str, Any]) -> None:
+def complete(document: dict[str, Any], settings: Settings) -> None:
     """Complete `document` in place (see the module docstring)."""
     components = document.setdefault("components", {}).setdefault("schemas", {})
-    components.setdefault("Problem", Problem.model_json_schema(ref_template="#/components/schemas/{model}"))
+    components.setdefault("Problem", Problem.model_json_schema(ref_template=REF))
+    _catalogue_variants(components)
+    _limits(components, settings)
     for path, item in document.get("paths", {}).items():
         for method, operation in item.items():
             _shared_responses(path, operation)
@@ -72,6 +89,10 @@ def complete(document: dict[str, Any]) -> None:
                         media: {"schema": {"type": "string", "format": "binary"}} for media in DOWNLOAD_TYPES
                     }
     _links(document)
+    upload = document["paths"].get("/v1/datasets", {}).get("post", {}).get("requestBody", {})
+    form = upload.get("content", {}).get("multipart/form-data")
+    if form is not None:
+        form.setdefault("encoding", {"file": {"contentType": UPLOAD_TYPES}})
     for unused in ("HTTPValidationError", "ValidationError"):  # 422s are problems, not FastAPI's shape
         components.pop(unused, None)
 
@@ -81,7 +102,7 @@ def _shared_responses(path: str, operation: dict[str, Any]) -> None:
     body = operation.get("requestBody", {}).get("content", {})
     wanted = []
     if operation.get("security"):
-        wanted += [401, 503]
+        wanted += [401, 429, 503]
     if operation.get("parameters") or body:
         wanted.append(422)
     if "application/json" in body:
@@ -90,6 +111,8 @@ def _shared_responses(path: str, operation: dict[str, Any]) -> None:
         wanted.append(503)
     for status in wanted:
         responses.setdefault(str(status), {"description": SHARED[status]})
+    if "429" in responses:
+        responses["429"].setdefault("headers", RETRY_AFTER)
 
 
 def _problem_content(operation: dict[str, Any]) -> None:
@@ -146,3 +169,53 @@ def _links(document: dict[str, Any]) -> None:
                 "requestBody": {"calibration": {"dataset": "$response.body#/id"}},
             }
         }
+
+
+def _catalogue_variants(components: dict[str, Any]) -> None:
+    method = components.get("MethodSpec")
+    if method is not None:
+        method["oneOf"] = [
+            {
+                "type": "object",
+                "title": f"Method {info.name}",
+                "required": ["name"],
+                "additionalProperties": False,
+                "properties": {
+                    "name": {"type": "string", "const": info.name},
+                    "params": _model_schema(components, info.params),
+                },
+            }
+            for info in catalogue.entries()
+        ]
+    evaluation = components.get("EvaluationSpec")
+    if evaluation is not None:
+        shared = {k: v for k, v in evaluation.get("properties", {}).items() if k not in ("task", "options")}
+        variants = []
+        for task, model in TASK_OPTIONS.items():
+            options = _model_schema(components, model)
+            properties = {**options.get("properties", {}), **shared}
+            properties.update(task={"type": "string", "const": task}, options=options)
+            variants.append(
+                {
+                    "type": "object",
+                    "title": f"Evaluation {task}",
+                    "required": ["task"],
+                    "additionalProperties": False,  # keys beside these are the task's options
+                    "properties": properties,
+                }
+            )
+        evaluation["oneOf"] = variants
+
+
+def _model_schema(components: dict[str, Any], model: Any) -> dict[str, Any]:
+    """A pydantic model's JSON schema, its nested definitions moved into the components."""
+    schema: dict[str, Any] = model.model_json_schema(ref_template=REF)
+    components.update(schema.pop("$defs", {}))
+    return schema
+
+
+def _limits(components: dict[str, Any], settings: Settings) -> None:
+    calibration = components.get("CalibrationSpec", {}).get("properties", {})
+    for name, cap in (("num_samples", settings.max_num_samples), ("max_seq_length", settings.max_seq_length)):
+        if name in calibration:
+            calibration[name]["maximum"] = min(calibration[name].get("maximum", cap), cap)

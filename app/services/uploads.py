@@ -26,6 +26,7 @@ class _Collector:
     cap: int
     field_name: str
     filename: str | None = None
+    content_type: str | None = None
     size: int = 0
     digest: hashlib._Hash = field(default_factory=hashlib.sha256)
     found: bool = False
@@ -60,6 +61,8 @@ class _Collector:
             if any(ord(c) < 0x20 or ord(c) == 0x7F for c in filename):
                 raise InvalidRequest("the file name contains control characters", field=self.field_name)
             self.filename = filename or "upload"
+            media, _ = parse_options_header(self._headers.get(b"content-type", b""))
+            self.content_type = media.decode("latin-1").lower() or None
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
         if not self._in_target:
@@ -81,6 +84,7 @@ class Upload:
     filename: str
     size_bytes: int
     sha256: str
+    content_type: str | None = None  # the part's own Content-Type, without parameters
 
 
 async def receive_file(
@@ -118,4 +122,6 @@ async def receive_file(
     if not collector.found:
         raise InvalidRequest(f"no file in multipart field {field_name!r}", field=field_name)
     dest.flush()
-    return Upload(collector.filename or "upload", collector.size, collector.digest.hexdigest())
+    return Upload(
+        collector.filename or "upload", collector.size, collector.digest.hexdigest(), collector.content_type
+    )

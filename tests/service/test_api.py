@@ -62,6 +62,30 @@ def test_upload_formats(client_a: httpx.Client) -> None:
     assert_problem(client_a.post("/v1/datasets", files={"other": ("c.txt", b"x")}), 422, "file")
 
 
+def test_upload_format_from_part_content_type(client_a: httpx.Client, settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A file name without a known suffix takes its format from the part's Content-Type, and the
+    worker reads the stored file as that format whatever its name."""
+    from app.db.engine import session_scope
+    from app.db.models import Job
+    from app.storage import make_storage
+    from workers.tasks import fetch_data
+
+    lines = factories.calibration_lines().encode()
+    ok = client_a.post("/v1/datasets", files={"file": ("calibration", lines, "application/jsonl")})
+    assert ok.status_code == 201 and ok.json()["format"] == "jsonl", ok.text
+    rows = ("rows", b"text\nhello\n", "text/tab-separated-values")
+    tsv = client_a.post("/v1/datasets", files={"file": rows})
+    assert tsv.status_code == 201 and tsv.json()["format"] == "tsv", tsv.text
+    refused = client_a.post("/v1/datasets", files={"file": ("blob", lines, "application/octet-stream")})
+    assert "Content-Type" in assert_problem(refused, 422, "file")["detail"]
+    job_id = factories.insert_queued(settings, client_a, ok.json()["id"])
+    with session_scope(settings.database_url) as session:
+        job = session.get(Job, job_id)
+        found = fetch_data(settings=settings, storage=make_storage(settings), job=job, dest=tmp_path)
+    path, sha = found[ok.json()["id"]]
+    assert path.suffix == ".jsonl" and path.read_bytes() == lines and sha == ok.json()["sha256"]
+
+
 def test_upload_size_capped_while_streaming(client_a: httpx.Client, settings, root: Path) -> None:  # type: ignore[no-untyped-def]
     big = b"word " * (settings.max_upload_bytes // 5 + 1000)
     assert_problem(client_a.post("/v1/datasets", files={"file": ("big.txt", big)}), 413)

@@ -26,7 +26,7 @@ async def list_artifacts(job_id: JobIdPath, tenant: TenantDep, db: DbDep) -> lis
     """Files of a succeeded job (a JSON array) with their sizes, sha256 and download URLs."""
 
     def listing(session: Session) -> list[schemas.ArtifactOut]:
-        jobs.get_job(session, tenant_id=tenant.id, job_id=job_id)
+        job = jobs.get_job(session, tenant_id=tenant.id, job_id=job_id)
         return [
             schemas.ArtifactOut(
                 name=a.name,
@@ -35,7 +35,7 @@ async def list_artifacts(job_id: JobIdPath, tenant: TenantDep, db: DbDep) -> lis
                 content_type=a.content_type,
                 download_url=f"/v1/jobs/{job_id}/artifacts/{quote(a.name)}",
             )
-            for a in jobs.list_artifacts(session, job_id=job_id)
+            for a in jobs.list_artifacts(session, job=job)
         ]
 
     return await db.read(listing)
@@ -66,6 +66,7 @@ async def delete_artifacts(
     responses={
         **PROBLEMS,
         206: {"description": "Partial content"},
+        304: {"description": "Unchanged since the ETag sent in If-None-Match"},
         409: {"model": schemas.Problem, "description": "artifact_corrupt: the stored file fails its sha256"},
         416: {"model": schemas.Problem, "description": "Range not satisfiable"},
     },
@@ -81,8 +82,8 @@ async def download_artifact(
     """The file's bytes, checked against the recorded sha256 before the first byte is sent."""
 
     def find(session: Session) -> Artifact:
-        jobs.get_job(session, tenant_id=tenant.id, job_id=job_id)
-        return jobs.get_artifact(session, job_id=job_id, name=name)
+        job = jobs.get_job(session, tenant_id=tenant.id, job_id=job_id)
+        return jobs.get_artifact(session, job=job, name=name)
 
     artifact = await db.read(find)
     etag = f'"{artifact.sha256}"'
