@@ -27,6 +27,12 @@ class NotFound(ServiceError):
     status, code, title = 404, "not_found", "Not found"
 
 
+class ArtifactsDeleted(NotFound):
+    """The job succeeded, but its artifacts were deleted since (DELETE, or the retention setting)."""
+
+    code, title = "artifacts_deleted", "Artifacts deleted"
+
+
 class Conflict(ServiceError):
     status, code, title = 409, "conflict", "Conflict"
 

@@ -146,6 +146,7 @@ class Job(BaseModel):
     created_at: datetime
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    artifacts_deleted_at: datetime | None = None
 
 
 class JobList(BaseModel):

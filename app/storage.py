@@ -74,6 +74,10 @@ class Storage(Protocol):
         """Remove the object if it exists."""
         ...
 
+    def list_keys(self, prefix: str) -> list[str]:
+        """Keys of the stored objects under `prefix` (a folder-like key ending in /), sorted."""
+        ...
+
 
 class LocalStorage:
     """Objects as files under `root`; a temp name, fsync and rename make each write atomic."""
@@ -127,6 +131,16 @@ class LocalStorage:
     def delete(self, key: str) -> None:
         self.path(key).unlink(missing_ok=True)
 
+    def list_keys(self, prefix: str) -> list[str]:
+        folder = self.path(prefix.rstrip("/"))
+        if not folder.is_dir():
+            return []
+        return sorted(
+            p.relative_to(self.root).as_posix()
+            for p in folder.rglob("*")
+            if p.is_file() and not p.name.endswith(".tmp")  # a put_file in flight
+        )
+
 
 class S3Storage:
     """Objects in an S3-compatible bucket (AWS, MinIO, moto); credentials from the AWS_* variables."""
@@ -177,6 +191,14 @@ class S3Storage:
 
     def delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+
+    def list_keys(self, prefix: str) -> list[str]:
+        full = self._key(prefix.rstrip("/")) + "/"
+        strip = len(self.prefix) + 1 if self.prefix else 0
+        keys = []
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=full):
+            keys += [item["Key"][strip:] for item in page.get("Contents", [])]
+        return sorted(keys)
 
 
 def make_storage(settings: Settings) -> Storage:

@@ -118,6 +118,7 @@ class Job(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+    artifacts_deleted_at: Mapped[datetime | None]  # by DELETE /artifacts or the retention pass
 
 
 class IdempotencyRecord(Base):

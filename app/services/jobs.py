@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from app import schemas
 from app.db.jobstate import append_event
 from app.db.models import TERMINAL, Artifact, Job, JobEvent, utcnow
-from app.errors import Conflict, NotFound
+from app.errors import ArtifactsDeleted, Conflict, NotFound
 from app.ids import new_id
 from app.services import quotas
 from app.services.validation import validate_job_request
@@ -46,6 +46,7 @@ def to_resource(job: Job) -> schemas.Job:
         created_at=job.created_at,
         started_at=job.started_at,
         finished_at=job.finished_at,
+        artifacts_deleted_at=job.artifacts_deleted_at,
     )
 
 
@@ -156,13 +157,24 @@ def event_resource(event: JobEvent) -> schemas.JobEvent:
     return schemas.JobEvent(seq=event.seq, type=event.type, created_at=event.created_at, data=event.data)
 
 
-def list_artifacts(session: Session, *, job_id: str) -> list[Artifact]:
-    return list(session.scalars(select(Artifact).where(Artifact.job_id == job_id).order_by(Artifact.name)))
+def _kept(job: Job) -> None:
+    if job.artifacts_deleted_at is not None:
+        raise ArtifactsDeleted(
+            f"the artifacts of {job.id} were deleted at {job.artifacts_deleted_at.isoformat()}",
+            field="job_id",
+        )
 
 
-def get_artifact(session: Session, *, job_id: str, name: str) -> Artifact:
+def list_artifacts(session: Session, *, job: Job) -> list[Artifact]:
+    """The job's artifacts by name; 404 `artifacts_deleted` once they have been deleted."""
+    _kept(job)
+    return list(session.scalars(select(Artifact).where(Artifact.job_id == job.id).order_by(Artifact.name)))
+
+
+def get_artifact(session: Session, *, job: Job, name: str) -> Artifact:
+    _kept(job)
     artifact = session.scalars(
-        select(Artifact).where(Artifact.job_id == job_id, Artifact.name == name)
+        select(Artifact).where(Artifact.job_id == job.id, Artifact.name == name)
     ).first()
     if artifact is None:
         raise NotFound(f"no artifact {name!r}", field="name")

@@ -27,6 +27,7 @@ def reap_once(*, settings: Settings, dispatcher: Dispatcher) -> ReapReport:
             log.warning("could not publish %s", job_id, exc_info=True)
     for job_id in report.failed + report.cancelled:
         webhooks.schedule(settings=settings, job_id=job_id)
+    retention.sweep_objects_of(settings, report.failed + report.cancelled + report.requeued)
     scratch.sweep(database_url=settings.database_url, work_dir=settings.work_dir)
     if settings.retention_days > 0:
         with session_scope(settings.database_url) as session:

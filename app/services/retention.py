@@ -7,14 +7,20 @@ it never leaves objects that no row names, which nothing would ever find again.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterable
 from datetime import timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
+from app.db.engine import session_scope
 from app.db.models import TERMINAL, UNFINISHED, Artifact, Dataset, Job, utcnow
 from app.errors import Conflict, NotFound
-from app.storage import Storage
+from app.settings import Settings
+from app.storage import Storage, make_storage
+
+log = logging.getLogger(__name__)
 
 
 def delete_dataset(session: Session, *, tenant_id: str, dataset_id: str, storage: Storage) -> None:
@@ -51,6 +57,7 @@ def delete_artifacts(session: Session, *, job: Job, storage: Storage) -> int:
     for artifact in artifacts:
         storage.delete(artifact.storage_key)
     session.execute(delete(Artifact).where(Artifact.job_id == job.id))
+    job.artifacts_deleted_at = job.artifacts_deleted_at or utcnow()
     session.commit()
     return len(artifacts)
 
@@ -69,6 +76,9 @@ def expire(session: Session, *, storage: Storage, older_than_days: float) -> dic
         storage.delete(artifact.storage_key)
     if artifacts:
         session.execute(delete(Artifact).where(Artifact.id.in_([a.id for a in artifacts])))
+        session.execute(
+            update(Job).where(Job.id.in_({a.job_id for a in artifacts})).values(artifacts_deleted_at=utcnow())
+        )
     open_jobs = session.scalars(select(Job).where(Job.status.in_(UNFINISHED))).all()
     datasets = [
         d for d in session.scalars(select(Dataset).where(Dataset.created_at < cutoff)).all()
@@ -80,3 +90,44 @@ def expire(session: Session, *, storage: Storage, older_than_days: float) -> dic
         session.execute(delete(Dataset).where(Dataset.id.in_([d.id for d in datasets])))
     session.commit()
     return {"datasets": len(datasets), "artifacts": len(artifacts)}
+
+
+def sweep_job_objects(session: Session, *, storage: Storage, job_id: str) -> list[str]:
+    """Delete the objects under jobs/<job_id>/ that no artifact row names and no run can still
+    record: those of an earlier fence (a run killed mid-upload, never to commit), and every one
+    of a terminal job. Returns the keys deleted.
+
+    The keys are listed before the rows are read: an object stored meanwhile belongs to a run
+    whose fence is the row's (kept); the success commit writes the status and the artifact rows
+    together, so a terminal status read here comes with its rows.
+    """
+    keys = storage.list_keys(f"jobs/{job_id}/")
+    if not keys:
+        return []
+    job = session.get(Job, job_id, populate_existing=True)
+    recorded = set(session.scalars(select(Artifact.storage_key).where(Artifact.job_id == job_id)))
+    stale = []
+    for key in keys:
+        fence = key.split("/")[2]
+        if key in recorded:
+            continue
+        if job is None or job.status in TERMINAL or (fence.isdigit() and int(fence) < job.fence):
+            storage.delete(key)
+            stale.append(key)
+    return stale
+
+
+def sweep_objects_of(settings: Settings, job_ids: Iterable[str]) -> list[str]:
+    """sweep_job_objects for each job, best effort: storage or database trouble is logged, and the
+    next run, cancel or reaper pass that reaches the job sweeps again."""
+    deleted: list[str] = []
+    storage = make_storage(settings)
+    for job_id in job_ids:
+        try:
+            with session_scope(settings.database_url) as session:
+                deleted += sweep_job_objects(session, storage=storage, job_id=job_id)
+        except Exception:  # noqa: BLE001 - a sweep never fails what triggered it
+            log.warning("could not sweep the stored objects of %s", job_id, exc_info=True)
+    if deleted:
+        log.info("deleted %d stored objects no run can record: %s", len(deleted), deleted[:5])
+    return deleted

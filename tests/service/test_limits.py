@@ -106,7 +106,15 @@ def test_delete_keeps_storage_and_database_consistent(settings) -> None:  # type
         assert (storage_root / artifact_key).exists()
         assert client.delete(f"/v1/jobs/{done}/artifacts").status_code == 204
         assert not (storage_root / artifact_key).exists()
-        assert client.get(f"/v1/jobs/{done}/artifacts").json() == []
+        gone = assert_problem(client.get(f"/v1/jobs/{done}/artifacts"), 404)
+        assert gone["code"] == "artifacts_deleted" and gone["field"] == "job_id"
+        name = artifact_key.split("/", 3)[3]
+        download = client.get(f"/v1/jobs/{done}/artifacts/{name}")
+        assert assert_problem(download, 404)["code"] == "artifacts_deleted"
+        deleted_at = client.get(f"/v1/jobs/{done}").json()["artifacts_deleted_at"]
+        assert deleted_at is not None and client.get(f"/v1/jobs/{done}").json()["status"] == "succeeded"
+        assert client.delete(f"/v1/jobs/{done}/artifacts").status_code == 204  # a retried DELETE
+        assert client.get(f"/v1/jobs/{done}").json()["artifacts_deleted_at"] == deleted_at
         queued = client.post("/v1/jobs", json=job_body(ds2)).json()["id"]
         assert assert_problem(client.delete(f"/v1/jobs/{queued}/artifacts"), 409)["field"] == "job_id"
     with _client(settings) as other:  # another tenant's ids are 404, and nothing is deleted
@@ -133,7 +141,8 @@ def test_retention_pass_deletes_old_datasets_and_artifacts(settings) -> None:  #
     assert not (storage_root / artifact_key).exists()
     with session_scope(settings.database_url) as session:
         assert session.scalars(select(Artifact).where(Artifact.job_id == done)).first() is None
-        assert session.get(Job, done) is not None  # the job and its results stay; only files go
+        kept = session.get(Job, done)  # the job and its results stay; only files go
+        assert kept is not None and kept.artifacts_deleted_at is not None
     for key in _dataset_keys(settings, new) | _dataset_keys(settings, in_use):
         assert (storage_root / key).exists()
 

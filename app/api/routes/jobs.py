@@ -24,7 +24,7 @@ from app.api.deps import (
 from app.db.models import Job, utcnow
 from app.ids import JOB_ID_PATTERN
 from app.queue import Dispatcher
-from app.services import idempotency, jobs, webhooks
+from app.services import idempotency, jobs, retention, webhooks
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -177,6 +177,7 @@ async def cancel_job(
         cache.evict((tenant.id, job_id))
         if terminal:
             webhooks.schedule(settings=settings, job_id=job.id)
+            retention.sweep_objects_of(settings, [job.id])  # what a killed earlier run stored
         return jobs.to_resource(job)
 
     return await db.write(cancel)
