@@ -93,10 +93,6 @@ def assert_one_artifact_set(settings, job: Job) -> None:  # type: ignore[no-unty
     assert not found.mismatched, found.mismatched
 
 
-class UnrecordedObjects(AssertionError):
-    """Storage holds objects that no artifact row names."""
-
-
 def unrecorded_objects(settings) -> list[str]:  # type: ignore[no-untyped-def]
     """Files under storage's jobs/ that no artifact row names: the leftovers of runs that did not
     commit (a killed upload, a fenced-out run that did not clean up)."""

@@ -1,13 +1,9 @@
 """A worker SIGKILLed in the middle of uploading its run's artifacts (after the first object is
 stored, before the commit that records them). The job is re-queued and succeeds with one artifact
-set; the objects the killed run stored are named by no row and nothing ever removes them.
-
-Known bug (xfail, strict): workers/tasks.py `record_success` uploads every object under
-jobs/<id>/<fence>/ before `_commit_success` records them, and deletes them only when the commit
-says the run did not succeed; a run killed between the two leaves its objects behind for good
-(neither the reaper, the next run nor retention looks at storage keys no row names), against the
-rule app/services/retention.py states ("never leaves objects that no row names"). Random kills
-(tests/faults/test_worker_storm.py) land in this window too rarely to show it reliably.
+set, and the objects the killed run stored, which no row names, are deleted
+(app/services/retention.py `sweep_job_objects`: by the reaper when it re-queues the job, by the
+next run when it claims it). Random kills (tests/faults/test_worker_storm.py) land in this window
+too rarely to show it reliably.
 """
 
 from __future__ import annotations
@@ -16,7 +12,6 @@ import signal
 import sys
 
 import httpx
-import pytest
 
 from tests.factories import job_body
 from tests.faults import checks
@@ -29,11 +24,6 @@ KILLED_MID_UPLOAD = [
 ]  # fmt: skip
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=checks.UnrecordedObjects,
-    reason="bug: a run killed mid-upload leaves objects no artifact row names (workers/tasks.py)",
-)
 def test_kill_mid_upload_leaves_no_unrecorded_objects(
     workers: Workers,
     client: httpx.Client,
@@ -62,5 +52,4 @@ def test_kill_mid_upload_leaves_no_unrecorded_objects(
     ]  # fmt: skip
     checks.assert_one_artifact_set(settings, job)
     leftovers = [k for k in checks.unrecorded_objects(settings) if k.split("/")[1] == job_id]
-    if leftovers:
-        raise checks.UnrecordedObjects(f"objects no artifact row names: {leftovers}")
+    assert not leftovers, f"objects no artifact row names: {leftovers}"

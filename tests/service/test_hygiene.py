@@ -11,8 +11,9 @@ import httpx
 from sqlalchemy import text
 
 from app.db.engine import get_engine, session_scope
-from app.db.models import Job
-from app.services import scratch
+from app.db.models import Artifact, Job
+from app.services import retention, scratch
+from app.storage import make_storage
 from tests.factories import insert_queued
 from tests.reliability import record
 
@@ -52,6 +53,40 @@ def test_sweep_removes_scratch_of_dead_runs_only(  # type: ignore[no-untyped-def
     record("scratch of killed runs", test="tests/service/test_hygiene.py", stale_paths=4,
            removed=len(removed),
            live_runs_kept=2)
+
+
+def test_objects_no_run_can_record_are_deleted(  # type: ignore[no-untyped-def]
+    client_a: httpx.Client, dataset_id: str, settings, tmp_path: Path
+) -> None:
+    """Objects of a killed run (an earlier fence) and unrecorded objects of a finished job go;
+    the recorded artifacts and the objects of the run that holds the job's fence stay."""
+    storage = make_storage(settings)
+    src = tmp_path / "part.bin"
+    src.write_bytes(b"weights")
+    running = insert_queued(settings, client_a, dataset_id)
+    finished = insert_queued(settings, client_a, dataset_id)
+    keys = {
+        "killed run": f"jobs/{running}/1/model.safetensors",
+        "current run": f"jobs/{running}/3/model.safetensors",
+        "recorded": f"jobs/{finished}/2/model.safetensors",
+        "finished, unrecorded": f"jobs/{finished}/1/config.json",
+    }
+    for key in keys.values():
+        storage.put_file(key, src)
+    with session_scope(settings.database_url) as session:
+        job = session.get(Job, running)
+        job.status, job.fence = "running", 3
+        done = session.get(Job, finished)
+        done.status, done.fence = "succeeded", 2
+        session.add(Artifact(job_id=finished, name="model.safetensors", storage_key=keys["recorded"],
+                             size_bytes=7, sha256="0" * 64, content_type="application/octet-stream"))
+    deleted = retention.sweep_objects_of(settings, [running, finished, "job_0123456789abcdef01234567"])
+    assert sorted(deleted) == sorted([keys["killed run"], keys["finished, unrecorded"]])
+    assert storage.list_keys(f"jobs/{running}/") == [keys["current run"]]
+    assert storage.list_keys(f"jobs/{finished}/") == [keys["recorded"]]
+    assert retention.sweep_objects_of(settings, [running, finished]) == []  # nothing more to do
+    record("orphan objects of killed runs", test="tests/service/test_hygiene.py", orphans=2,
+           deleted=len(deleted), kept=2)
 
 
 def test_embedded_database_is_private(tmp_path: Path) -> None:

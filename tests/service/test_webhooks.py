@@ -32,13 +32,21 @@ class Receiver(BaseHTTPRequestHandler):
         pass
 
 
-def _cancelled_job_hooked_to_receiver(client: httpx.Client, settings, url: str) -> str:  # type: ignore[no-untyped-def]
-    """A job cancelled while queued whose request asks for a webhook at `url` on `cancelled`."""
+def _cancelled_job_hooked_to_receiver(  # type: ignore[no-untyped-def]
+    client: httpx.Client, settings, url: str, *, via_api: bool = True
+) -> str:
+    """A job cancelled while queued whose request asks for a webhook at `url` on `cancelled`.
+    Cancelled through the API (which schedules its own delivery, allowed to loopback in these
+    tests) or, `via_api=False`, in the database (no delivery until the test calls deliver)."""
     ds = upload_dataset(client)
     job_id = insert_queued(settings, client, ds)
     with session_scope(settings.database_url) as session:
-        session.get(Job, job_id).request = job_body(ds) | {"webhook": {"url": url, "events": ["cancelled"]}}
-    assert client.post(f"/v1/jobs/{job_id}/cancel").json()["status"] == "cancelled"
+        job = session.get(Job, job_id)
+        job.request = job_body(ds) | {"webhook": {"url": url, "events": ["cancelled"]}}
+        if not via_api:
+            job.status = "cancelled"
+    if via_api:
+        assert client.post(f"/v1/jobs/{job_id}/cancel").json()["status"] == "cancelled"
     return job_id
 
 
@@ -103,7 +111,7 @@ def test_webhooks_to_internal_addresses_are_refused(api_url: str, settings) -> N
     key = make_key(settings, f"ssrf-{secrets.token_hex(3)}")
     try:
         with httpx.Client(base_url=api_url, headers={"Authorization": f"Bearer {key}"}, timeout=30) as client:
-            job_id = _cancelled_job_hooked_to_receiver(client, settings, url)
+            job_id = _cancelled_job_hooked_to_receiver(client, settings, url, via_api=False)
             assert not webhooks.deliver(settings=strict, job_id=job_id)
             events = client.get(f"/v1/jobs/{job_id}/events").json()["data"]
         refused = [e for e in events if e["type"] == "webhook.refused"]
