@@ -73,7 +73,18 @@ def load_model(
         raise ModelCorrupt(
             f"the weights of {resolved.model_id} are not valid safetensors ({exc})", field="model.id"
         ) from exc
-    tokenizer = AutoTokenizer.from_pretrained(resolved.path, trust_remote_code=False)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(resolved.path, trust_remote_code=False)
+    except Exception as exc:  # noqa: BLE001 - the tokenizers library raises bare Exception on bad JSON
+        raise ModelCorrupt(
+            f"the tokenizer of {resolved.model_id} does not load ({type(exc).__name__}: {str(exc)[:200]})",
+            field="model.id",
+        ) from exc
+    if len(tokenizer) <= len(set(tokenizer.all_special_ids)):  # transformers builds an empty one
+        raise ModelCorrupt(
+            f"the tokenizer of {resolved.model_id} has no vocabulary (are its tokenizer files missing?)",
+            field="model.id",
+        )
     loaded.to(device)
     loaded.eval()
     return loaded, tokenizer
