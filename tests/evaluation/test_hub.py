@@ -13,6 +13,7 @@ import pytest
 from core.archs import SUPPORTED_MODEL_TYPES
 from core.errors import ModelNotFound, ModelRefused, UnsupportedArchitecture
 from core.hub import ResolvedModel, inspect_model, resolve_model, validate_model_id
+from tests.reliability import record
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -57,6 +58,10 @@ def test_invalid_ids_are_refused_on_the_id_field(model_id: str) -> None:
     with pytest.raises(ModelRefused) as info:
         validate_model_id(model_id)
     assert info.value.field == "model.id"
+    record("model id as a path or URL",
+           test="tests/evaluation/test_hub.py::test_invalid_ids_are_refused_on_the_id_field",
+           model_id=ascii(model_id)[:24], refused=int(info.value.code == "model_refused"),
+           field=info.value.field)
 
 
 def test_hub_module_and_data_module_import_without_torch() -> None:
@@ -106,12 +111,16 @@ def test_auto_map_is_refused(tmp_path: Path) -> None:
     folder = _model_folder(
         tmp_path / "m", {"model_type": "llama", "auto_map": {"AutoModel": "modeling.MyModel"}}
     )
-    with pytest.raises(ModelRefused, match="custom code"):
+    with pytest.raises(ModelRefused, match="custom code") as in_config:
         inspect_model(resolve_model(str(folder)))
     other = _model_folder(tmp_path / "t", {"model_type": "llama"})
     (other / "tokenizer_config.json").write_text(json.dumps({"auto_map": {"AutoTokenizer": ["tok.T", None]}}))
-    with pytest.raises(ModelRefused, match="custom code"):
+    with pytest.raises(ModelRefused, match="custom code") as in_tokenizer:
         inspect_model(resolve_model(str(other)))
+    refusals = [in_config.value, in_tokenizer.value]
+    record("custom code in a model repo", test="tests/evaluation/test_hub.py::test_auto_map_is_refused",
+           cases=len(refusals), refused=sum(e.code == "model_refused" for e in refusals),
+           modules_imported=sum(name in sys.modules for name in ("modeling", "tok")))
 
 
 def test_unsupported_model_type_lists_the_supported_ones(tmp_path: Path) -> None:
@@ -144,12 +153,18 @@ def test_pickle_only_weights_are_refused_without_opening_them(tmp_path: Path) ->
     sentinel = tmp_path / "pickle-was-opened"
     folder = _model_folder(tmp_path / "m", {"model_type": "bert", "architectures": ["BertModel"]}, weights=())
     (folder / "pytorch_model.bin").write_bytes(pickle.dumps(_Payload(sentinel)))
-    with pytest.raises(ModelRefused, match="only pickle weights"):
+    with pytest.raises(ModelRefused, match="only pickle weights") as inspected:
         inspect_model(resolve_model(str(folder)))
     from workers.models import load_model
 
-    with pytest.raises(ModelRefused):
+    with pytest.raises(ModelRefused) as loaded:
         load_model(str(folder))
     assert not sentinel.exists()
+    found = int(sentinel.exists())
     pickle.loads((folder / "pytorch_model.bin").read_bytes())  # the payload is live: this test can fail
     assert sentinel.exists()
+    refusals = [inspected.value, loaded.value]
+    record("pickle weights (`.bin`)",
+           test="tests/evaluation/test_hub.py::test_pickle_only_weights_are_refused_without_opening_them",
+           loaders_tried=len(refusals), refused=sum(e.code == "model_refused" for e in refusals),
+           sentinel_files_found=found, payload_live=int(sentinel.exists()))

@@ -16,6 +16,7 @@ import httpx
 from tests.factories import job_body
 from tests.faults import checks
 from tests.faults.conftest import Workers
+from tests.reliability import record
 from tests.service import helpers
 
 KILLED_MID_UPLOAD = [
@@ -53,3 +54,7 @@ def test_kill_mid_upload_leaves_no_unrecorded_objects(
     checks.assert_one_artifact_set(settings, job)
     leftovers = [k for k in checks.unrecorded_objects(settings) if k.split("/")[1] == job_id]
     assert not leftovers, f"objects no artifact row names: {leftovers}"
+    record("orphan objects of killed runs",
+           test="tests/faults/test_killed_upload.py::test_kill_mid_upload_leaves_no_unrecorded_objects",
+           faults_injected=int(victim.returncode == -signal.SIGKILL), orphans_after_kill=len(left),
+           left_after_rerun=len(leftovers), attempts=job.attempt)

@@ -9,6 +9,7 @@ import pytest
 
 from tests import factories
 from tests.factories import job_body
+from tests.reliability import record
 from tests.service import helpers
 from tests.service.helpers import assert_problem
 
@@ -106,6 +107,12 @@ def test_upload_size_capped_while_streaming(client_a: httpx.Client, settings, ro
     spool = Path(settings.work_dir) / "uploads"
     assert not spool.exists() or not list(spool.iterdir())  # nothing left behind
     assert client_a.get("/v1/capabilities").status_code == 200  # still responsive
+    record("huge or malformed upload",
+           test="tests/service/test_api.py::test_upload_size_capped_while_streaming",
+           cap_bytes=settings.max_upload_bytes, sized_upload_bytes=len(big),
+           chunked_upload_bytes=sum(len(c) for c in chunks()),
+           spool_files_left=len(list(spool.iterdir())) if spool.exists() else 0,
+           status_after=client_a.get("/v1/capabilities").status_code)
 
 
 @pytest.mark.parametrize(
@@ -148,6 +155,10 @@ def test_pickle_only_refused_without_unpickling(client_a: httpx.Client, dataset_
     problem = assert_problem(client_a.post("/v1/jobs", json=body), 422, "model.id")
     assert problem["code"] == "model_refused"
     assert not (root / "SENTINEL").exists()
+    record("pickle weights (`.bin`)",
+           test="tests/service/test_api.py::test_pickle_only_refused_without_unpickling",
+           status=problem["status"], code=problem["code"],
+           sentinel_files_found=int((root / "SENTINEL").exists()))
 
 
 def test_database_down_is_503_problem(settings, root: Path) -> None:  # type: ignore[no-untyped-def]

@@ -87,6 +87,10 @@ def test_model_ids_never_name_server_directories(
         ):
             problem = _check(client_a.post(route, json=body), 422, root, model)
             assert problem["code"] in ("model_not_found", "model_refused", "invalid_request"), problem
+    record("model id as a path or URL",
+           test="tests/service/test_hostile.py::test_model_ids_never_name_server_directories",
+           module_requests_so_far=_tally["requests"], module_5xx_so_far=_tally["server_errors"],
+           module_path_leaks_so_far=_tally["path_leaks"], last_status=problem["status"])
 
 
 def test_integers_past_bigint_and_long_digit_headers(

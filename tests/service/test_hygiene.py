@@ -85,8 +85,9 @@ def test_objects_no_run_can_record_are_deleted(  # type: ignore[no-untyped-def]
     assert storage.list_keys(f"jobs/{running}/") == [keys["current run"]]
     assert storage.list_keys(f"jobs/{finished}/") == [keys["recorded"]]
     assert retention.sweep_objects_of(settings, [running, finished]) == []  # nothing more to do
-    record("orphan objects of killed runs", test="tests/service/test_hygiene.py", orphans=2,
-           deleted=len(deleted), kept=2)
+    record("orphan objects of killed runs", test="tests/service/test_hygiene.py",
+           orphans_planted=2, deleted=len(deleted),
+           kept=len(storage.list_keys(f"jobs/{running}/") + storage.list_keys(f"jobs/{finished}/")))
 
 
 def test_embedded_database_is_private(tmp_path: Path) -> None:

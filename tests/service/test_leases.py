@@ -51,6 +51,10 @@ def test_duplicate_delivery_claims_once(api_url: str, settings) -> None:  # type
     assert execute_job(job_id=job_id, settings=settings) == "skipped"  # a redelivered message does nothing
     job = job_row(settings, job_id)
     assert job.status == "running" and job.attempt == 1
+    record("job longer than the visibility timeout",
+           test="tests/service/test_leases.py::test_duplicate_delivery_claims_once",
+           concurrent_claims=len(results), claims_won=sum(r is not None for r in results),
+           claims_finding_nothing=sum(r is None for r in results), runs=job.attempt)
 
 
 def test_reaper_requeues_then_fails_worker_lost(api_url: str, settings) -> None:  # type: ignore[no-untyped-def]

@@ -13,6 +13,7 @@ import pytest
 
 from app.settings import Settings
 from app.storage import CorruptObject, LocalStorage, MissingObject, make_storage
+from tests.reliability import record
 from tests.service import helpers
 
 
@@ -61,6 +62,7 @@ def test_killed_writer_leaves_nothing_or_everything(tmp_path: Path) -> None:
     store = tmp_path / "store"
     old = os.urandom(CHUNK)
     new = os.urandom(6 * CHUNK)
+    kills = intact = 0
     for previous in (None, old):  # no object yet, then an older version to keep intact
         if previous is not None:
             store.mkdir(exist_ok=True)
@@ -79,6 +81,7 @@ def test_killed_writer_leaves_nothing_or_everything(tmp_path: Path) -> None:
                 )
                 proc.send_signal(signal.SIGKILL)  # mid-copy: the FIFO is still open, no EOF yet
                 assert proc.wait(timeout=10) == -signal.SIGKILL
+                kills += 1
         except BrokenPipeError:
             pass
         finally:
@@ -93,6 +96,7 @@ def test_killed_writer_leaves_nothing_or_everything(tmp_path: Path) -> None:
         assert [p.name for p in store.iterdir() if not p.name.startswith(".obj.bin.")] == (
             [] if previous is None else ["obj.bin"]
         )
+        intact += 1  # final name absent, or the previous version whole
         for leftover in _temps(store):
             leftover.unlink()  # torn temp files never carry the final name
 
@@ -103,6 +107,12 @@ def test_killed_writer_leaves_nothing_or_everything(tmp_path: Path) -> None:
     assert proc.communicate(timeout=60)[0].strip() == b"done" and proc.returncode == 0
     assert hashlib.sha256((store / "obj.bin").read_bytes()).hexdigest() == hashlib.sha256(new).hexdigest()
     assert _temps(store) == []
+    record("torn artifact",
+           test="tests/service/test_storage.py::test_killed_writer_leaves_nothing_or_everything",
+           faults_injected=kills, final_name_intact_after_kill=intact,
+           complete_sha256_matches=int(hashlib.sha256((store / "obj.bin").read_bytes()).digest()
+                                       == hashlib.sha256(new).digest()),
+           temps_left=len(_temps(store)))
 
 
 def test_s3_storage_on_moto(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -120,3 +120,45 @@ def test_webhooks_to_internal_addresses_are_refused(api_url: str, settings) -> N
         assert len(Receiver.calls) == before  # no connection reached the receiver
     finally:
         server.shutdown()
+
+
+def test_delivery_connects_to_the_checked_address_not_a_rebound_one(  # type: ignore[no-untyped-def]
+    api_url: str, settings, monkeypatch
+) -> None:
+    """DNS rebinding: the name resolves to a public address when checked and to loopback (where
+    a receiver listens) afterwards; the delivery goes to the checked address, never to loopback."""
+    import socket
+
+    server = HTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    public = "93.184.215.14"  # a public address; unreachable from this sandbox, so the attempt fails
+    real = socket.getaddrinfo
+    lookups: list[str] = []
+
+    def rebinding(host, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if host == "rebind.test":
+            lookups.append(host)
+            answer = public if len(lookups) == 1 else "127.0.0.1"
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (answer, port))]
+        return real(host, *args, **kwargs)
+
+    before = len(Receiver.calls)
+    once = settings.model_copy(update={"webhook_max_attempts": 1, "webhook_timeout_seconds": 1.0,
+                                       "webhook_allow_networks": []})
+    key = make_key(settings, f"rebind-{secrets.token_hex(3)}")
+    try:
+        with httpx.Client(base_url=api_url, headers={"Authorization": f"Bearer {key}"}, timeout=30) as client:
+            job_id = _cancelled_job_hooked_to_receiver(
+                client, settings, f"http://rebind.test:{port}/hook", via_api=False
+            )
+            monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+            delivered = webhooks.deliver(settings=once, job_id=job_id)
+            monkeypatch.undo()
+            events = client.get(f"/v1/jobs/{job_id}/events").json()["data"]
+    finally:
+        server.shutdown()
+    assert not delivered and lookups == ["rebind.test"]  # resolved once, by the check
+    assert len(Receiver.calls) == before  # the loopback receiver was never reached
+    failed = [e for e in events if e["type"] == "webhook.failed"]
+    assert failed and failed[0]["data"]["error"] in ("ConnectError", "ConnectTimeout"), events
