@@ -122,7 +122,9 @@ def bpe_tokenizer(vocab_size: int = 300):  # type: ignore[no-untyped-def]
     return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>")
 
 
-def save_tiny_llama(folder: Path, *, layers: int = 2, hidden: int = 32) -> Path:
+def save_tiny_llama(folder: Path, *, layers: int = 2, hidden: int = 32, trained_steps: int = 0) -> Path:
+    """A tiny Llama (GQA) and its BPE tokenizer; `trained_steps` of Adam on CORPUS make its
+    perplexity mean something (compression then costs quality, as on a real model)."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -139,7 +141,19 @@ def save_tiny_llama(folder: Path, *, layers: int = 2, hidden: int = 32) -> Path:
         bos_token_id=tokenizer.eos_token_id,
     )
     torch.manual_seed(0)
-    LlamaForCausalLM(config).save_pretrained(folder)
+    model = LlamaForCausalLM(config)
+    if trained_steps:
+        ids = torch.tensor(tokenizer("\n".join(CORPUS * 8))["input_ids"])
+        windows = ids[: len(ids) // 32 * 32].view(-1, 32)
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+        for step in range(trained_steps):
+            batch = windows[torch.randint(len(windows), (8,), generator=torch.Generator().manual_seed(step))]
+            loss = model(input_ids=batch, labels=batch).loss
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        model.eval()
+    model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
 
@@ -243,7 +257,8 @@ def make_tiny_bert(dest: Path) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *SERVICE_WORDS, *"abcdefghijklmnopqrstuvwxyz"]
     (dest / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    BertTokenizerFast(vocab_file=str(dest / "vocab.txt")).save_pretrained(dest)
+    # transformers 5 ignores `vocab_file` here (an empty vocab: every word [UNK]); the mapping it reads
+    BertTokenizerFast(vocab={token: i for i, token in enumerate(vocab)}).save_pretrained(dest)
     config = BertConfig(
         vocab_size=len(vocab),
         hidden_size=32,
