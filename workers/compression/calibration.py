@@ -56,12 +56,16 @@ class Gram:
 
     def __init__(self, chunk: int = 4096) -> None:
         self.chunk = chunk
+        # decompositions of this Gram a method may reuse while it lives (an unstaged sweep keeps the
+        # dense Grams for every target): see InterpolativeMethod.neuron_factor
+        self.memo: dict[Any, Any] = {}
         self.matrix: torch.Tensor | None = None
         self.rows = 0
         self._pending: list[torch.Tensor] = []
         self._pending_rows = 0
 
     def add(self, x: torch.Tensor, mask: torch.Tensor | None) -> None:
+        self.memo.clear()
         x = x.detach()
         x = x[mask] if mask is not None and x.dim() == 3 else x.reshape(-1, x.shape[-1])
         self._pending.append(x.float())

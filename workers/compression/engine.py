@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from copy import deepcopy
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[str, int, int], None]  # (stage, blocks done, total blocks)
 TOLERANCE = 0.01  # achieved kept ratio must be ≤ target and within this of it
+DENSE_STATS_BYTES = 4 << 30  # the most an unstaged sweep keeps of dense Grams between targets
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,112 @@ def check_reachable(spec: CompressionSpec, method: Method, dense_block_macs: int
         )
 
 
+@dataclass
+class Prepared:
+    """What every target of one model and one calibration set shares: the dense model (prepared),
+    the block inputs captured from the batches, and, when the method allocates from data, the dense
+    planning pass. `compress_to` then rewrites this model, or a copy of it, to any target; a sweep
+    or a search pays for capture and planning once (their times are in `timings`)."""
+
+    adapter: ModelAdapter
+    spec: CompressionSpec
+    method: Method  # holds the planning statistics (curves, menus) every target's plan reads
+    before: dict[str, int]
+    calibrator: Calibrator
+    inputs: BlockInputs | None
+    device: torch.device
+    home: torch.device
+    batches: int
+    timings: dict[str, float] = field(default_factory=dict)
+    # unstaged methods only: every block's dense statistics, kept for the next target's pass (None:
+    # not kept, staged or above DENSE_STATS_BYTES)
+    dense_stats: dict[int, BlockStats] | None = None
+
+
+def prepare(
+    model: nn.Module | ModelAdapter,
+    batches: list[dict[str, torch.Tensor]],
+    spec: CompressionSpec,
+    *,
+    targets: list[float] | None = None,
+    device: str | torch.device = "cpu",
+    on_progress: Progress | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+) -> Prepared:
+    """Validate the method against the model and every target (`targets`, default spec's), then
+    capture block inputs and run the planning pass when some target compresses at all."""
+    adapter = model if isinstance(model, ModelAdapter) else ModelAdapter(model)
+    adapter.prepare()
+    ratios = targets if targets is not None else [spec.mac_target]
+    for ratio in ratios:
+        build_method(_at(spec, ratio), adapter)  # the target's own range check
+    method = build_method(spec, adapter)
+    before = measure(adapter, spec.reference_seq_len)
+    dev = torch.device(device)
+    home, store = _place(adapter.model, adapter, dev)
+    calibrator = Calibrator(adapter, dev, store)
+    prepared = Prepared(adapter, spec, method, before, calibrator, None, dev, home, len(batches))
+    if all(ratio >= 1.0 for ratio in ratios):  # everything is kept: no statistics, no passes
+        return prepared
+    if not getattr(method.params, "staged", True) and _gram_bytes(adapter, method) <= DENSE_STATS_BYTES:
+        prepared.dense_stats = {}
+    for ratio in ratios:
+        if ratio < 1.0:
+            check_reachable(_at(spec, ratio), method, before["block_macs"])
+    if method.needs_data:
+        if not batches:
+            raise InvalidSpec(f"method {spec.method!r} needs calibration data", field="calibration")
+        t = time.perf_counter()
+        prepared.inputs = calibrator.capture(batches)
+        prepared.timings["capture"] = time.perf_counter() - t
+    if method.needs_planning_pass:
+        assert prepared.inputs is not None
+        t = time.perf_counter()
+        _planning_pass(adapter, method, calibrator, prepared.inputs, dev, home,
+                       on_progress or (lambda *_: None), _canceller(should_cancel), keep=prepared.dense_stats)
+        prepared.timings["planning"] = time.perf_counter() - t
+    return prepared
+
+
+def compress_to(
+    prepared: Prepared,
+    mac_target: float,
+    *,
+    copy: bool = False,
+    on_progress: Progress | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+) -> tuple[ModelAdapter, dict[str, Any]]:
+    """Rewrite the prepared model (in place) or a deep copy of it (`copy`, the dense model stays
+    as it is for the next target) to `mac_target`; returns the rewritten model's adapter and the
+    report that goes into compression.json. The plan comes from the shared planning statistics;
+    the compression pass is the target's own (staged: each block is calibrated on the outputs of
+    this target's compressed blocks)."""
+    started = time.perf_counter()
+    spec = _at(prepared.spec, mac_target)
+    adapter = ModelAdapter(deepcopy(prepared.adapter.model)) if copy else prepared.adapter
+    method = build_method(spec, adapter)
+    method.adopt_plan(prepared.method)
+    before, timings = prepared.before, dict(prepared.timings)
+    if mac_target >= 1.0:
+        return adapter, _report(spec, method, before, before, [], 0, timings, started, prepared.device)
+    check_reachable(spec, method, before["block_macs"])
+    plan = method.plan(spec.mac_target)
+    check_plan(spec, method, plan, before["block_macs"])  # before any block is rewritten
+    t = time.perf_counter()
+    layers = _compress_pass(
+        adapter, method, prepared.calibrator, prepared.inputs, plan, prepared.device, prepared.home,
+        on_progress or (lambda *_: None), _canceller(should_cancel), prepared.dense_stats,
+    )
+    timings["compression"] = time.perf_counter() - t
+    after = measure(adapter, spec.reference_seq_len)
+    tokens = prepared.inputs.num_tokens if prepared.inputs else 0
+    # a copy's report counts capture and planning as this target's: each artifact says what it cost
+    report = _report(spec, method, before, after, layers, tokens, timings, started, prepared.device,
+                     batches=prepared.batches)
+    report["timings"]["total"] += sum(prepared.timings.values())
+    return adapter, report
+
+
 def compress(
     model: nn.Module | ModelAdapter,
     batches: list[dict[str, torch.Tensor]],
@@ -110,45 +218,32 @@ def compress(
 
     `model` may be given as its `ModelAdapter` (the pipeline builds one and passes it on).
     """
-    started = time.perf_counter()
-    adapter = model if isinstance(model, ModelAdapter) else ModelAdapter(model)
-    model = adapter.model
-    adapter.prepare()
-    method = build_method(spec, adapter)
-    before = measure(adapter, spec.reference_seq_len)
-    dev = torch.device(device)
-    home, store = _place(model, adapter, dev)
-    calibrator = Calibrator(adapter, dev, store)
-    progress = on_progress or (lambda *_: None)
-    timings: dict[str, float] = {}
+    prepared = prepare(model, batches, spec, device=device, on_progress=on_progress,
+                       should_cancel=should_cancel)
+    _, report = compress_to(prepared, spec.mac_target, on_progress=on_progress, should_cancel=should_cancel)
+    return report
 
+
+def _gram_bytes(adapter: ModelAdapter, method: Method) -> int:
+    """float64 bytes of every block's observed input Grams (what keeping dense statistics costs)."""
+    total = 0
+    for layer in adapter.layers:
+        for _, module in method.observed(layer):
+            width = int(getattr(module, "in_features", 0))
+            total += 8 * width * width
+    return total
+
+
+def _at(spec: CompressionSpec, mac_target: float) -> CompressionSpec:
+    return CompressionSpec(spec.method, mac_target, spec.reference_seq_len, dict(spec.params))
+
+
+def _canceller(should_cancel: Callable[[], bool] | None) -> Callable[[], None]:
     def check_cancel() -> None:
         if should_cancel is not None and should_cancel():
             raise Cancelled("cancelled at a block boundary")
 
-    inputs: BlockInputs | None = None
-    if spec.mac_target >= 1.0:  # everything is kept: no statistics, no passes
-        return _report(spec, method, before, before, [], 0, timings, started, dev)
-    check_reachable(spec, method, before["block_macs"])
-    if method.needs_data:
-        if not batches:
-            raise InvalidSpec(f"method {spec.method!r} needs calibration data", field="calibration")
-        t = time.perf_counter()
-        inputs = calibrator.capture(batches)
-        timings["capture"] = time.perf_counter() - t
-    if method.needs_planning_pass:
-        assert inputs is not None
-        t = time.perf_counter()
-        _planning_pass(adapter, method, calibrator, inputs, dev, home, progress, check_cancel)
-        timings["planning"] = time.perf_counter() - t
-    plan = method.plan(spec.mac_target)
-    check_plan(spec, method, plan, before["block_macs"])  # before any block is rewritten
-    t = time.perf_counter()
-    layers = _compress_pass(adapter, method, calibrator, inputs, plan, dev, home, progress, check_cancel)
-    timings["compression"] = time.perf_counter() - t
-    after = measure(adapter, spec.reference_seq_len)
-    tokens = inputs.num_tokens if inputs else 0
-    return _report(spec, method, before, after, layers, tokens, timings, started, dev, batches=len(batches))
+    return check_cancel
 
 
 def _report(spec: CompressionSpec, method: Method, before: dict[str, int], after: dict[str, int],
@@ -199,8 +294,10 @@ def _place(model: nn.Module, adapter: ModelAdapter, dev: torch.device) -> tuple[
 def _planning_pass(
     adapter: ModelAdapter, method: Method, calibrator: Calibrator, inputs: BlockInputs,
     dev: torch.device, home: torch.device, progress: Progress, check_cancel: Callable[[], None],
+    keep: dict[int, BlockStats] | None = None,
 ) -> None:
-    """Run the dense model block by block once and hand every block's statistics to the method."""
+    """Run the dense model block by block once and hand every block's statistics to the method
+    (and to `keep`, when given: an unstaged compression pass reads the same dense statistics)."""
     n = len(adapter.layers)
     current = inputs
     for i, layer in enumerate(adapter.layers):
@@ -208,6 +305,8 @@ def _planning_pass(
         with on_device(layer, dev, home):
             stats, outputs = calibrator.run(layer, current, method.observed(layer), keep_outputs=i < n - 1)
             method.observe_plan(i, layer, stats)
+        if keep is not None:
+            keep[i] = stats
         current = current.with_hidden(outputs)
         progress("planning", i + 1, n)
 
@@ -215,19 +314,30 @@ def _planning_pass(
 def _compress_pass(
     adapter: ModelAdapter, method: Method, calibrator: Calibrator, inputs: BlockInputs | None,
     plan: list[BlockShape], dev: torch.device, home: torch.device, progress: Progress,
-    check_cancel: Callable[[], None],
+    check_cancel: Callable[[], None], dense_stats: dict[int, BlockStats] | None = None,
 ) -> list[dict[str, Any]]:
-    """Rewrite every block to its planned shape; staged: calibrated on the compressed blocks' outputs."""
+    """Rewrite every block to its planned shape; staged: calibrated on the compressed blocks' outputs.
+
+    Unstaged, every block is calibrated on the dense model's activations: `dense_stats`, when it
+    holds every block (from the planning pass or an earlier target), replaces the forward passes;
+    when empty it is filled, for the next target.
+    """
     n, staged = len(adapter.layers), method.params.staged
-    current, reports = inputs, []
+    cached = dense_stats is not None and not staged and len(dense_stats) == n
+    current, reports = (None if cached else inputs), []
     for i, layer in enumerate(adapter.layers):
         check_cancel()
         last = i == n - 1
         with on_device(layer, dev, home):
             stats, outputs = BlockStats(), list[torch.Tensor]()
-            if current is not None:
+            if cached:
+                assert dense_stats is not None
+                stats = dense_stats[i]
+            elif current is not None:
                 keep = not staged and not last
                 stats, outputs = calibrator.run(layer, current, method.observed(layer), keep_outputs=keep)
+                if dense_stats is not None and not staged:
+                    dense_stats[i] = stats
             reports.append(method.compress_block(i, layer, stats, plan[i]))
             del stats
             if current is not None and staged and not last:

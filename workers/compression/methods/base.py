@@ -29,6 +29,9 @@ from workers.compression.calibration import BlockStats
 class Method(ABC):
     name: ClassVar[str]
     Params: ClassVar[type[MethodParams]] = MethodParams
+    # the attributes `observe_plan` fills: what another instance of the method (on a copy of the
+    # model, for another target of a sweep) takes over with `adopt_plan` instead of a second pass
+    PLANNING_STATE: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, params: MethodParams, adapter: ModelAdapter, seq_len: int) -> None:
         self.params = params
@@ -58,6 +61,11 @@ class Method(ABC):
 
     def observe_plan(self, index: int, layer: nn.Module, stats: BlockStats) -> None:  # noqa: B027
         """Record what planning needs from block `index` (dense statistics)."""
+
+    def adopt_plan(self, other: Method) -> None:
+        """Take over the planning statistics `other` (same method, same dense model) observed."""
+        for name in self.PLANNING_STATE:
+            setattr(self, name, getattr(other, name))
 
     @abstractmethod
     def plan(self, mac_target: float) -> list[BlockShape]: ...

@@ -49,6 +49,7 @@ def relative_output_error(weight: torch.Tensor, approx: torch.Tensor, gram: torc
 
 class FactorizedMethod(Method):
     params: FactorizedParams
+    PLANNING_STATE = ("menus", "kept_dense")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

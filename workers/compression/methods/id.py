@@ -10,7 +10,7 @@ from one dense planning pass. See `workers.compression.interpolative` for the ma
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -36,14 +36,26 @@ class InterpolativeMethod(StructuredMethod):
         return [(n, a.linear(layer, n)) for n in names]
 
     def observe_plan(self, index: int, layer: nn.Module, stats: BlockStats) -> None:
-        a, g, damp = self.adapter, self.geometry, self.params.damping
-        down = a.weight(layer, "down")
-        scale = interpolative.column_scale(down)
-        pf = interpolative.pivoted_cholesky(stats.grams["down"].mean(), scale, damp)
+        a, g = self.adapter, self.geometry
+        pf = self.neuron_factor(stats, a.weight(layer, "down"))
         curves = {"neurons": budget.Curve(np.arange(1, g.intermediate + 1), pf.errors[1:])}
         if self.params.prune_heads:
             curves["heads"] = self._head_curve(stats, a.weight(layer, "o"))
         self.curves[index] = curves
+
+    def neuron_factor(self, stats: BlockStats, down: torch.Tensor) -> interpolative.PivotedFactor:
+        """Pivoted Cholesky (pivot order and R) of the down projection's scaled input Gram, computed
+        once per Gram and consumer scale: the planning pass's serves every target of an unstaged
+        sweep, whose compression passes read the same dense Gram and dense weights."""
+        gram = stats.grams["down"]
+        scale = interpolative.column_scale(down)
+        key = ("pivoted_cholesky", self.params.damping)
+        cached = gram.memo.get(key)
+        if cached is not None and np.array_equal(cached.scale, scale):
+            return cast(interpolative.PivotedFactor, cached)
+        pf = interpolative.pivoted_cholesky(gram.mean(), scale, self.params.damping)
+        gram.memo[key] = pf
+        return pf
 
     def _head_curve(self, stats: BlockStats, o_weight: torch.Tensor) -> budget.Curve:
         g, damp = self.geometry, self.params.damping
@@ -65,9 +77,7 @@ class InterpolativeMethod(StructuredMethod):
         self, layer: nn.Module, stats: BlockStats, keep: int
     ) -> tuple[np.ndarray, torch.Tensor, Any]:
         down = self.adapter.weight(layer, "down")
-        pf = interpolative.pivoted_cholesky(
-            stats.grams["down"].mean(), interpolative.column_scale(down), self.params.damping
-        )
+        pf = self.neuron_factor(stats, down)
         kept, t = interpolative.interpolation(pf, keep)
         consumer = down.detach().double() @ torch.from_numpy(t).to(down.device).T
         return kept, consumer, float(pf.errors[keep])

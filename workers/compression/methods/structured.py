@@ -29,6 +29,7 @@ from workers.compression.methods.base import Method
 
 class StructuredMethod(Method):
     params: StructuredParams
+    PLANNING_STATE = ("curves",)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
