@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from core import methods as catalogue
+from core import targets
+from core.errors import InvalidSpec
 
 EVAL_TASKS = ("perplexity", "classification", "sts", "latency")
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelling", "cancelled"]
@@ -63,9 +65,48 @@ class MethodSpec(Strict):
         return catalogue.get(self.name).validate_params(self.params)
 
 
-class TargetSpec(Strict):
+class RatioTarget(Strict):
+    """One MAC ratio (what an estimate plans for)."""
+
     mac_ratio: float = Field(gt=0, le=1, description="Kept fraction of the blocks' MACs, in (0, 1].")
     reference_seq_len: int | None = Field(default=None, gt=0, le=65536)
+
+
+class TargetSpec(Strict):
+    """Exactly one of: `mac_ratio`; `mac_ratios` (a sweep: one model per ratio); `max_drop` or
+    `max_ratio` with `metric` (a search for the smallest model within that bound of dense)."""
+
+    mac_ratio: float | None = Field(
+        default=None, gt=0, le=1, description="Kept fraction of the blocks' MACs, in (0, 1]."
+    )
+    mac_ratios: list[Annotated[float, Field(gt=0, le=1)]] | None = Field(
+        default=None, min_length=1, max_length=targets.MAX_SWEEP, json_schema_extra={"uniqueItems": True},
+        description="A sweep: one compressed model per ratio, each in its own artifact folder (mac-0.7/).",
+    )
+    max_drop: float | None = Field(
+        default=None, ge=0, le=1e6, description="Largest absolute loss of `metric` against the dense model."
+    )
+    max_ratio: float | None = Field(
+        default=None, ge=1, le=1e6, description="Largest ratio worse/dense of `metric` (e.g. perplexity 1.1)."
+    )
+    metric: Literal["spearman", "accuracy", "macro_f1", "perplexity", "token_accuracy"] | None = None
+    reference_seq_len: int | None = Field(default=None, gt=0, le=65536)
+
+    @model_validator(mode="after")
+    def _one_form(self) -> TargetSpec:
+        try:
+            targets.parse(self.model_dump(exclude_none=True))
+        except InvalidSpec as exc:
+            raise ValueError(str(exc)) from exc
+        return self
+
+    def parsed(self) -> targets.Targets:
+        return targets.parse(self.model_dump(exclude_none=True))
+
+    def first_ratio(self) -> float:
+        """The ratio a single-target step (estimate, the engine's spec) is built for."""
+        parsed = self.parsed()
+        return parsed.ratios[0] if parsed.ratios else targets.SEARCH_CEILING
 
 
 class CalibrationSpec(Strict):
@@ -191,7 +232,7 @@ class DatasetOut(BaseModel):
 class EstimateRequest(Strict):
     model: ModelRef
     method: MethodSpec = Field(default_factory=lambda: MethodSpec(name="id"))
-    target: TargetSpec
+    target: RatioTarget
 
 
 class Problem(BaseModel):

@@ -3,7 +3,7 @@ parse them the same way (unknown keys, wrong types and out-of-range values are I
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -30,17 +30,43 @@ class TaskOptions(BaseModel):
             raise InvalidSpec(f"bad options for task {task!r}: {problems} (allowed: {allowed})") from exc
 
 
-class ClassificationOptions(TaskOptions):
+class PartOptions(TaskOptions):
+    """Which rows (windows, for perplexity) a task scores: all, or one side of a fixed split.
+
+    The split is a seeded permutation of the row indices: `search` is its first `search_fraction`,
+    `report` the rest. A quality-target search walks on `search` and reports on `report`, so the
+    final figure comes from rows the search never saw.
+    """
+
+    part: Literal["all", "search", "report"] = "all"
+    search_fraction: float = Field(0.3, gt=0, lt=1)
+
+
+def part_indices(count: int, opts: PartOptions, seed: int = 0) -> list[int]:
+    """The indices (ascending) of `opts.part` among `count` rows; both parts are non-empty when
+    count ≥ 2."""
+    import random
+
+    if opts.part == "all" or count < 2:
+        return list(range(count))
+    order = list(range(count))
+    random.Random(seed).shuffle(order)
+    cut = min(max(1, round(opts.search_fraction * count)), count - 1)
+    chosen = order[:cut] if opts.part == "search" else order[cut:]
+    return sorted(chosen)
+
+
+class ClassificationOptions(PartOptions):
     batch_size: int = Field(32, ge=1, le=MAX_BATCH)
     max_length: int = Field(128, ge=2, le=MAX_LENGTH)
 
 
-class StsOptions(TaskOptions):
+class StsOptions(PartOptions):
     batch_size: int = Field(32, ge=1, le=MAX_BATCH)
     max_length: int = Field(256, ge=2, le=MAX_LENGTH)
 
 
-class PerplexityOptions(TaskOptions):
+class PerplexityOptions(PartOptions):
     seq_len: int = Field(512, ge=2, le=MAX_LENGTH)
     stride: int | None = Field(None, ge=1, le=MAX_LENGTH)
     max_tokens: int | None = Field(None, ge=2, le=1 << 40)
@@ -71,3 +97,10 @@ def parse_options(task: str, options: dict[str, Any] | None) -> TaskOptions:
     if task not in OPTIONS:
         raise InvalidSpec(f"unknown evaluation task {task!r}; available: {', '.join(OPTIONS)}")
     return OPTIONS[task].parse(task, options)
+
+
+def part_protocol(opts: PartOptions) -> dict[str, Any]:
+    """What a task's protocol says about the rows it scored (nothing when it scored all)."""
+    if opts.part == "all":
+        return {}
+    return {"part": opts.part, "search_fraction": opts.search_fraction, "split_seed": 0}

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from core.hub import ResolvedModel
+    from core.targets import Targets
     from workers.compression.adapters import ModelAdapter
     from workers.compression.engine import CompressionSpec
     from workers.data import CalibrationSet
@@ -61,6 +62,8 @@ class PipelineConfig:
     # cache, then the operator's model root), never a folder relative to the worker
     allow_local: bool = True
     model_root: Path | None = None
+    # several MAC ratios (a sweep) or a quality bound (a search), core.targets; None: mac_target
+    targets: Targets | None = None
 
 
 @dataclass(frozen=True)
@@ -78,7 +81,7 @@ class Event:
 
 @dataclass
 class PipelineResult:
-    artifact_dir: Path
+    artifact_dir: Path | None  # None: a search whose bound no ratio met (nothing to save)
     mac_ratio: float  # achieved kept ratio of block MACs
     mac_ratio_model: float  # whole model, LM head / classifier included
     params_before: int
@@ -89,10 +92,20 @@ class PipelineResult:
     protocols: dict[str, dict[str, Any]]  # task -> protocol
     resolved: dict[str, Any]  # model revision sha, calibration fingerprint, versions, device
     report: dict[str, Any]  # the artifact's compression.json
+    # a sweep: one summary per target (its artifact in a folder of its own, core.targets.label),
+    # the fields above being the first target's; a search: the walk and its outcome
+    points: list[dict[str, Any]] = field(default_factory=list)
+    search: dict[str, Any] | None = None
 
     def summary(self) -> dict[str, Any]:
         """The JSON object `pare compress --json` prints last."""
+        extra: dict[str, Any] = {}
+        if self.points:
+            extra["points"] = self.points
+        if self.search is not None:
+            extra["search"] = self.search
         return {
+            **extra,
             "mac_ratio": self.mac_ratio,
             "mac_ratio_model": self.mac_ratio_model,
             "params_before": self.params_before,
@@ -126,6 +139,9 @@ class _Reporter:
         self.on_event = on_event
         self.planning = planning
         self.stage_started: dict[str, float] = {}
+        # (k, n): the k-th of n targets of a sweep or steps of a search is being compressed; the
+        # stages from planning on then fill its n-th of the bar after the shared stages
+        self.window: tuple[int, int] | None = None
 
     def __call__(self, stage: str, done: int = 0, total: int = 0, message: str = "", **data: Any) -> None:
         if self.on_event is None:
@@ -138,9 +154,14 @@ class _Reporter:
         fraction = done / total if total else 0.0
         per_block = stage in ("planning", "compressing")
         eta = (now - started) / fraction * (1 - fraction) if 0 < fraction < 1 else None
+        percent = lo + (hi - lo) * fraction
+        shared = _STAGES["planning"][0]
+        if self.window is not None and percent >= shared:
+            k, n = self.window
+            percent = shared + (100 - shared) * (k + (percent - shared) / (100 - shared)) / n
         self.on_event(Event(
             stage=stage if not stage.startswith("evaluating") else "evaluating",
-            percent=round(lo + (hi - lo) * fraction, 2),
+            percent=round(percent, 2),
             message=message or stage,
             block=done if per_block else None,
             total_blocks=total if per_block else None,
@@ -203,6 +224,10 @@ def run_pipeline(
     should_cancel: Callable[[], bool] | None = None,
 ) -> PipelineResult:
     """Run one compression job end to end; raises Cancelled, or a domain error from core.errors."""
+    if config.targets is not None and config.targets.kind != "ratio":
+        from workers.multi import run_multi
+
+        return run_multi(config, on_event=on_event, should_cancel=should_cancel)
     spec = compression_spec(config)
     device = resolve_device(config.device)
     timings: dict[str, float] = {}
@@ -265,9 +290,11 @@ def _calibration_data(config: PipelineConfig, loaded: _Loaded, report: _Reporter
 
 
 def _evaluate(
-    config: PipelineConfig, loaded: _Loaded, device: str, phase: str, scores: _Scores, report: _Reporter
+    config: PipelineConfig, loaded: _Loaded, device: str, phase: str, scores: _Scores, report: _Reporter,
+    *, model: nn.Module | None = None, options: dict[str, dict[str, Any]] | None = None,
 ) -> None:
-    """Every evaluation task but latency (timed on both models together, after compression)."""
+    """Every evaluation task but latency (timed on both models together, after compression), on
+    `model` (default: the loaded one), a task's options updated from `options[task]`."""
     from workers.evaluation import run_task
 
     tasks = [t for t in config.evaluation if t.task != "latency"]
@@ -275,7 +302,8 @@ def _evaluate(
     for i, task in enumerate(tasks):
         report(stage, i, len(tasks), f"{phase}: {task.task}")
         result = run_task(
-            task.task, loaded.model, loaded.tokenizer, data=task.data, options=task.options, device=device
+            task.task, model if model is not None else loaded.model, loaded.tokenizer, data=task.data,
+            options={**task.options, **(options or {}).get(task.task, {})}, device=device,
         )
         scores.metrics[phase].update(result.metrics)
         scores.protocols.setdefault(task.task, result.protocol)
@@ -324,7 +352,7 @@ def _latency(
 
 def _save(
     config: PipelineConfig, loaded: _Loaded, calibration: CalibrationSet, engine_report: dict[str, Any],
-    scores: _Scores, report: _Reporter,
+    scores: _Scores, report: _Reporter, *, model: nn.Module | None = None, out_dir: Path | None = None,
 ) -> Path:
     """Write the artifact: the engine's report plus evaluation, source and calibration facts."""
     from workers.compression.artifacts import save_compressed
@@ -343,9 +371,11 @@ def _save(
     evaluation = {"metrics": scores.metrics, "protocols": scores.protocols}
     # The report's own "calibration" would replace save_compressed's `calibration`: merge them here.
     manifest = {**engine_report, "calibration": calib_facts, "evaluation": evaluation}
-    loaded.model.cpu()
+    compressed = model if model is not None else loaded.model
+    compressed.cpu()
     return save_compressed(
-        loaded.model, loaded.tokenizer, config.out_dir, manifest, source=source, calibration=calib_facts
+        compressed, loaded.tokenizer, out_dir or config.out_dir, manifest, source=source,
+        calibration=calib_facts,
     )
 
 

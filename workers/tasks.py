@@ -192,7 +192,8 @@ def build_config(
         revision=request.model.revision,
         method=request.method.name,
         method_params=dict(request.method.params),
-        mac_target=request.target.mac_ratio,
+        mac_target=request.target.first_ratio(),
+        targets=request.target.parsed(),
         reference_seq_len=request.target.reference_seq_len,
         calibration=_source(cal.dataset, data=data, split=cal.split, text_column=cal.text_column),
         num_samples=cal.num_samples,
@@ -215,7 +216,18 @@ def summarize(result: PipelineResult) -> dict[str, Any]:
         after = compressed.get(name)
         if "latency" in name and after and before and speedup is None:
             speedup = float(before) / float(after)
+    extra: dict[str, Any] = {}
+    if result.points:  # a sweep: the curve, dense point first, each target's artifact folder
+        dense = {"target": 1.0, "label": "dense", "mac_ratio": 1.0, "mac_ratio_model": 1.0,
+                 "params_after": result.params_before, "metrics": baseline}
+        extra["curve"] = [dense] + [
+            {k: v for k, v in point.items() if k != "artifact"} | {"artifacts": f"{point['label']}/"}
+            for point in result.points
+        ]
+    if result.search is not None:
+        extra["search"] = result.search
     return {
+        **extra,
         "baseline": baseline,
         "compressed": compressed,
         "mac_ratio": result.mac_ratio,
@@ -286,13 +298,19 @@ def _commit_success(
                     content_type=content_type(name),
                 )
             )
-        for phase in ("baseline", "compressed"):
-            for name, value in result.metrics.get(phase, {}).items():
+        compressed = [(p["target"], p["metrics"]) for p in result.points] or [
+            (None, result.metrics.get("compressed", {}))
+        ]
+        for phase, target, metrics in [("baseline", None, result.metrics.get("baseline", {}))] + [
+            ("compressed", target, metrics) for target, metrics in compressed
+        ]:
+            for name, value in metrics.items():
                 task = _task_of(name, result.protocols)
                 session.add(
                     EvaluationResult(
                         job_id=claim.job_id,
                         phase=phase,
+                        mac_target=target,
                         task=task,
                         name=name,
                         value=float(value),
@@ -312,7 +330,11 @@ def record_success(
     fingerprints: dict[str, str],
 ) -> str:
     """Upload under the run's fence, then commit; objects of a run that did not succeed are deleted."""
-    stored = upload_artifacts(storage=storage, claim=claim, artifact_dir=result.artifact_dir)
+    stored = (
+        upload_artifacts(storage=storage, claim=claim, artifact_dir=result.artifact_dir)
+        if result.artifact_dir is not None
+        else []  # a search that found no model within its bound: results, no files
+    )
     resolved = (job.resolved or {}) | dict(result.resolved) | {"datasets": fingerprints}
     outcome = retrying(
         lambda: _commit_success(

@@ -187,6 +187,24 @@ def _catalogue_variants(components: dict[str, Any]) -> None:
             }
             for info in catalogue.entries()
         ]
+    target = components.get("TargetSpec")
+    if target is not None:  # the four forms core.targets.parse accepts, each closed
+        fields = target.get("properties", {})
+        target["oneOf"] = [
+            {
+                "type": "object",
+                "title": title,
+                "required": list(form),
+                "additionalProperties": False,
+                "properties": {k: _not_null(fields[k]) for k in (*form, "reference_seq_len") if k in fields},
+            }
+            for title, form in (
+                ("One MAC ratio", ("mac_ratio",)),
+                ("A sweep", ("mac_ratios",)),
+                ("At most an absolute drop of a metric", ("max_drop", "metric")),
+                ("At most a ratio worse/dense of a metric", ("max_ratio", "metric")),
+            )
+        ]
     evaluation = components.get("EvaluationSpec")
     if evaluation is not None:
         shared = {k: v for k, v in evaluation.get("properties", {}).items() if k not in ("task", "options")}
@@ -205,6 +223,14 @@ def _catalogue_variants(components: dict[str, Any]) -> None:
                 }
             )
         evaluation["oneOf"] = variants
+
+
+def _not_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """An optional field's schema without its `null` branch (a form's fields are all given)."""
+    branches = [b for b in schema.get("anyOf", []) if b.get("type") != "null"]
+    if len(branches) != 1:
+        return schema
+    return {**{k: v for k, v in schema.items() if k != "anyOf"}, **branches[0]}
 
 
 def _model_schema(components: dict[str, Any], model: Any) -> dict[str, Any]:

@@ -157,6 +157,7 @@ class EvaluationResult(Base):
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
     phase: Mapped[str] = mapped_column(String(20))  # baseline | compressed
+    mac_target: Mapped[float | None] = mapped_column(Float)  # a sweep's target of compressed rows
     task: Mapped[str] = mapped_column(String(50))
     name: Mapped[str] = mapped_column(String(200))
     value: Mapped[float] = mapped_column(Float)

@@ -56,6 +56,12 @@ def validate_job_request(
 ) -> dict[str, Any]:
     """Everything checkable at submit time; returns the facts resolved so far (model revision, type)."""
     request.method.validated_params()
+    quality = request.target.parsed().quality
+    if quality is not None and not any(t.task == quality.task for t in request.evaluation):
+        raise InvalidRequest(
+            f"a {quality.metric} target needs a {quality.task!r} evaluation task to measure it",
+            field="target.metric",
+        )
     cal = request.calibration
     if cal.num_samples > settings.max_num_samples:
         raise InvalidRequest(f"at most {settings.max_num_samples} samples", field="calibration.num_samples")

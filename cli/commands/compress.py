@@ -4,8 +4,13 @@
       --calibration PATH [--num-samples 128] [--seq-len 128] [--reference-seq-len L] \\
       [--eval TASK:PATH ...] [--device auto|cpu|cuda] [--seed 0] --out DIR [--json]
 
+`--mac-target 0.9,0.7,0.5` is a sweep (one model per ratio, in DIR/mac-0.9/ ...); instead of a
+ratio, `--max-drop 0.01 --metric spearman` or `--max-ratio 1.1 --metric perplexity` searches for
+the smallest model within that bound of the dense one (core.targets).
+
 With --json the last line printed is one JSON object (mac_ratio, mac_ratio_model,
-params_before, params_after, seconds, artifact, metrics, ...). Progress goes to stderr.
+params_before, params_after, seconds, artifact, metrics, ...; `points` for a sweep, `search` for a
+search). Progress goes to stderr.
 """
 
 from __future__ import annotations
@@ -17,8 +22,9 @@ from typing import Any
 import click
 
 from cli.commands.evaluate import domain_errors
-from cli.options import MAC_TARGET, POSITIVE, MethodChoice
+from cli.options import MAC_TARGETS, POSITIVE, MethodChoice, target_object, target_options
 from core import methods as catalogue
+from core import targets
 from core.errors import InvalidSpec
 
 
@@ -82,7 +88,11 @@ class _Bar:
 @click.option("--model", required=True, help="Hub id (resolved through the HF cache) or a local directory.")
 @click.option("--revision", default=None, help="Hub revision (branch, tag or commit sha).")
 @click.option("--method", type=MethodChoice(), required=True, help="A method of the catalogue.")
-@click.option("--mac-target", type=MAC_TARGET, required=True, help="Fraction of block MACs to keep.")
+@click.option(
+    "--mac-target", type=MAC_TARGETS, default=None,
+    help="Fraction of block MACs to keep, or a sweep: 0.9,0.7,0.5.",
+)
+@target_options
 @click.option("--calibration", required=True, help="PATH, PATH:column or hf:ORG/NAME[:CONFIG][@SPLIT][#COL].")
 @click.option("--num-samples", type=POSITIVE, default=128, show_default=True)
 @click.option("--seq-len", type=POSITIVE, default=128, show_default=True, help="Calibration max_seq_length.")
@@ -96,7 +106,8 @@ class _Bar:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object as the last line.")
 @domain_errors
 def compress_command(
-    model: str, revision: str | None, method: str, mac_target: float, calibration: str, num_samples: int,
+    model: str, revision: str | None, method: str, mac_target: tuple[float, ...] | None,
+    max_drop: float | None, max_ratio: float | None, metric: str | None, calibration: str, num_samples: int,
     seq_len: int, reference_seq_len: int | None, params: tuple[str, ...], evals: tuple[str, ...],
     eval_opts: tuple[str, ...], device: str, seed: int, out: Path, as_json: bool,
 ) -> None:
@@ -106,8 +117,10 @@ def compress_command(
 
     method_params = parse_assignments(params, "--param")
     catalogue.get(method).validate_params(method_params, field_prefix="--param")  # before loading anything
+    target = targets.parse(target_object(mac_target, max_drop, max_ratio, metric, ratio_flag="--mac-target"))
     config = PipelineConfig(
-        model=model, revision=revision, method=method, mac_target=mac_target,
+        model=model, revision=revision, method=method, targets=target,
+        mac_target=target.ratios[0] if target.ratios else targets.SEARCH_CEILING,
         method_params=method_params,
         calibration=DataSource.parse(calibration), out_dir=out, num_samples=num_samples,
         max_seq_length=seq_len, reference_seq_len=reference_seq_len, seed=seed,
@@ -122,6 +135,7 @@ def compress_command(
     if as_json:
         click.echo(json.dumps(summary))
         return
+    _echo_targets(summary)
     click.echo(f"artifact      {summary['artifact']}")
     click.echo(f"MAC ratio     {summary['mac_ratio']:.4f} (blocks), {summary['mac_ratio_model']:.4f} (model)")
     click.echo(f"parameters    {summary['params_before']:,} -> {summary['params_after']:,}")
@@ -132,6 +146,22 @@ def compress_command(
         click.echo(f"{name:<13} {value:.4f}{change}")
     if "speedup" in summary["metrics"]["compressed"]:
         click.echo(f"speedup       {summary['metrics']['compressed']['speedup']:.2f}x")
+
+
+def _echo_targets(summary: dict[str, Any]) -> None:
+    """A sweep's curve or a search's walk, before the (first or chosen) model's figures."""
+    for point in summary.get("points", []):
+        figures = "  ".join(f"{k} {v:.4f}" for k, v in point["metrics"].items() if isinstance(v, float))
+        where = point["artifact"]
+        click.echo(f"target {point['target']:<6g} MAC {point['mac_ratio']:.4f}  {figures}  -> {where}")
+    search = summary.get("search")
+    if search:
+        for step in search["steps"]:
+            value = "unreachable" if step.get("value") is None else f"{step['value']:.4f}"
+            verdict = "met" if step["met"] else "missed"
+            click.echo(f"step   {step['mac_ratio']:<6g} {search['metric']} {value}  {verdict}")
+        if not search["reachable"]:
+            click.echo(f"no ratio up to {search['ceiling']} meets the bound; nothing saved")
 
 
 COMMANDS: list[click.Command] = [compress_command]

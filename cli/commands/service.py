@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from cli.options import MAC_TARGET, MethodChoice
+from cli.options import MAC_TARGETS, MethodChoice, target_object, target_options
 
 DEFAULT_API_URL = "http://127.0.0.1:8000"
 LOCAL_KEY_FILE = Path("var/api-key")
@@ -273,7 +273,11 @@ def _upload(client: Any, path: Path) -> str:
 @click.option("--model", help="Hub id, e.g. sentence-transformers/all-MiniLM-L6-v2.")
 @click.option("--revision")
 @click.option("--method", type=MethodChoice(), default="id", show_default=True)
-@click.option("--mac-ratio", type=MAC_TARGET, help="Kept fraction of block MACs, in (0, 1].")
+@click.option(
+    "--mac-ratio", "--mac-target", "mac_ratio", type=MAC_TARGETS,
+    help="Kept fraction of block MACs, in (0, 1], or a sweep: 0.9,0.7,0.5.",
+)
+@target_options
 @click.option("--calibration", help="A dataset id, a hub dataset id, or a local file (uploaded first).")
 @click.option("--text-column")
 @click.option("--num-samples", type=int, default=128, show_default=True)
@@ -290,7 +294,10 @@ def jobs_submit(
     model: str | None,
     revision: str | None,
     method: str,
-    mac_ratio: float | None,
+    mac_ratio: tuple[float, ...] | None,
+    max_drop: float | None,
+    max_ratio: float | None,
+    metric: str | None,
     calibration: str | None,
     text_column: str | None,
     num_samples: int,
@@ -307,8 +314,9 @@ def jobs_submit(
         if request_file:
             body = json.loads(Path(request_file).read_text())
         else:
-            if not (model and mac_ratio is not None and calibration):
-                raise click.UsageError("--model, --mac-ratio and --calibration are required (or --file)")
+            if not (model and calibration):
+                raise click.UsageError("--model, --calibration and a target are required (or --file)")
+            target = target_object(mac_ratio, max_drop, max_ratio, metric, ratio_flag="--mac-ratio")
 
             def ref(value: str) -> str:
                 return _upload(client, Path(value)) if Path(value).is_file() else value
@@ -320,7 +328,7 @@ def jobs_submit(
             body = {
                 "model": {"id": model} | ({"revision": revision} if revision else {}),
                 "method": {"name": method},
-                "target": {"mac_ratio": mac_ratio},
+                "target": target,
                 "calibration": {
                     "dataset": ref(calibration),
                     "num_samples": num_samples,

@@ -62,6 +62,12 @@ def test_bad_input_gets_one_clear_line_and_exit_2(llama_model: Path, corpus: Pat
         (["--mac-target", "0.5", "--param", "bogus=1"], "bogus"),
         (["--mac-target", "0.5", "--param", "damping=NaN"], "damping"),
         (["--mac-target", "0.5", "--param", "allocation=sideways"], "allocation"),
+        (["--mac-target", "0.9,x"], "--mac-target"),
+        (["--mac-target", "0.9,0.9"], "repeats"),
+        ([], "--mac-target"),
+        (["--max-drop", "0.01"], "--metric"),
+        (["--mac-target", "0.5", "--max-ratio", "1.1", "--metric", "perplexity"], "not both"),
+        (["--max-ratio", "0.5", "--metric", "perplexity"], "--max-ratio"),
     ]
     for extra, needle in cases:
         proc = pare("compress", "--model", str(llama_model), "--method", "id", "--calibration", str(corpus),
@@ -82,3 +88,19 @@ def test_arguments_are_checked_before_any_model_is_loaded(tmp_path: Path) -> Non
                 "--out", str(tmp_path / "x"), cwd=tmp_path)
     assert proc.returncode == 2 and "activation_aware" in proc.stderr, proc.stderr
     assert "no-model" not in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_sweep_and_a_search_from_the_command_line(llama_model: Path, corpus: Path, tmp_path: Path) -> None:
+    common = ["--model", str(llama_model), "--method", "id", "--calibration", str(corpus),
+              "--num-samples", "8", "--seq-len", "32", "--eval", f"perplexity:{corpus}",
+              "--eval-opt", "perplexity.seq_len=32", "--device", "cpu"]
+    proc = pare("compress", *common, "--mac-target", "0.8,0.6", "--out", str(tmp_path / "sweep"), "--json",
+                cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert [p["label"] for p in result["points"]] == ["mac-0.8", "mac-0.6"]
+    assert all((tmp_path / "sweep" / p["label"] / "compression.json").is_file() for p in result["points"])
+    proc = pare("compress", *common, "--max-ratio", "2.0", "--metric", "perplexity", "--out",
+                str(tmp_path / "search"), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "step   0.95" in proc.stdout and "artifact" in proc.stdout

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from core.errors import InvalidCalibrationData, InvalidSpec
-from core.evaluation import ClassificationOptions
+from core.evaluation import ClassificationOptions, part_indices, part_protocol
 from workers.data import DataSource, file_sha256, load_table, require_column, text_column
 from workers.evaluation.base import (
     TaskResult,
@@ -100,6 +100,7 @@ def evaluate_classification(
         )
     rows, columns = load_table(data)
     text_cols, label_col = _columns(data, rows, columns)
+    rows = [rows[i] for i in part_indices(len(rows), opts)]
     gold = _labels(data, rows, label_col)
     if num_labels is not None and max(gold) >= num_labels:
         raise InvalidCalibrationData(
@@ -117,6 +118,7 @@ def evaluate_classification(
         "label_column": label_col,
         "max_length": opts.max_length,
         "truncation": True,
+        **part_protocol(opts),
     }
     return TaskResult(
         "classification", {"accuracy": accuracy, "macro_f1": macro_f1(gold, predicted)}, protocol

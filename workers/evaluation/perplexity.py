@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from core.errors import InvalidCalibrationData, InvalidSpec
-from core.evaluation import PerplexityOptions
+from core.evaluation import PerplexityOptions, part_indices, part_protocol
 from workers.data import DataSource, file_sha256, load_text
 from workers.evaluation.base import TaskResult, model_device
 
@@ -99,6 +99,7 @@ def evaluate_perplexity(
     all_ids = tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
     ids = all_ids[: opts.max_tokens] if opts.max_tokens else all_ids
     plan = window_plan(len(ids), opts.seq_len, stride)
+    plan = [plan[i] for i in part_indices(len(plan), opts)]
     if not plan:
         raise InvalidCalibrationData(
             f"{data.describe()}: too few tokens ({len(ids)}) for one window of seq_len={opts.seq_len}"
@@ -127,7 +128,8 @@ def evaluate_perplexity(
         "num_tokens_text": len(all_ids),
         "num_windows": len(plan),
         "num_scored_tokens": count,
+        **part_protocol(opts),
     }
-    protocol["mean_nll"] = mean_nll  # type: ignore[assignment]
+    protocol["mean_nll"] = mean_nll
     metrics = {"perplexity": math.exp(mean_nll), "token_accuracy": correct / count}
     return TaskResult("perplexity", metrics, protocol)

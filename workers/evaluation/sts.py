@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from scipy.stats import spearmanr
 
 from core.errors import InvalidCalibrationData, InvalidSpec
-from core.evaluation import StsOptions
+from core.evaluation import StsOptions, part_indices, part_protocol
 from workers.data import DataSource, file_sha256, load_table, require_column
 from workers.evaluation.base import (
     TaskResult,
@@ -96,6 +96,7 @@ def evaluate_sts(
         raise InvalidSpec("task 'sts' needs --data (an STS-B file)")
     rows, columns = load_table(data)
     layout, (first, second, score) = _layout(data, columns)
+    rows = [rows[i] for i in part_indices(len(rows), opts)]
     gold = _scores(data, rows, score)
     if len(gold) < 2:
         raise InvalidCalibrationData(f"{data.describe()}: at least two scored pairs are needed")
@@ -123,5 +124,6 @@ def evaluate_sts(
         "pooling": "mean (attention mask), L2-normalised, last hidden state of base_model",
         "similarity": "cosine",
         "max_length": opts.max_length,
+        **part_protocol(opts),
     }
     return TaskResult("sts", {"spearman": rho}, protocol)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Annotated
 from urllib.parse import quote
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, Response
 from sqlalchemy.orm import Session
 from starlette.background import BackgroundTask
@@ -13,20 +14,33 @@ from starlette.concurrency import run_in_threadpool
 from app import schemas
 from app.api.deps import ArtifactNamePath, DbDep, JobCacheDep, JobIdPath, StorageDep, TenantDep
 from app.api.routes.jobs import PROBLEMS
-from app.db.models import Artifact
+from app.db.models import Artifact, Job
 from app.errors import CorruptArtifact, NotFound, RangeNotSatisfiable
 from app.services import jobs, retention
 from app.storage import CorruptObject, MissingObject
+from core import targets
 
 router = APIRouter(prefix="/v1/jobs", tags=["artifacts"])
 
 
 @router.get("/{job_id}/artifacts", response_model=list[schemas.ArtifactOut], responses=PROBLEMS)
-async def list_artifacts(job_id: JobIdPath, tenant: TenantDep, db: DbDep) -> list[schemas.ArtifactOut]:
-    """Files of a succeeded job (a JSON array) with their sizes, sha256 and download URLs."""
+async def list_artifacts(
+    job_id: JobIdPath,
+    tenant: TenantDep,
+    db: DbDep,
+    target: Annotated[
+        float | None,
+        Query(gt=0, le=1, description="A sweep's target: only its files (named mac-<ratio>/...)"),
+    ] = None,
+) -> list[schemas.ArtifactOut]:
+    """Files of a succeeded job (a JSON array) with their sizes, sha256 and download URLs. A sweep
+    stores each target's model under its own folder, `mac-0.7/config.json`; `?target=0.7` lists one."""
 
     def listing(session: Session) -> list[schemas.ArtifactOut]:
         job = jobs.get_job(session, tenant_id=tenant.id, job_id=job_id)
+        found = jobs.list_artifacts(session, job=job)
+        if target is not None:
+            found = _of_target(job, found, target)
         return [
             schemas.ArtifactOut(
                 name=a.name,
@@ -35,10 +49,20 @@ async def list_artifacts(job_id: JobIdPath, tenant: TenantDep, db: DbDep) -> lis
                 content_type=a.content_type,
                 download_url=f"/v1/jobs/{job_id}/artifacts/{quote(a.name)}",
             )
-            for a in jobs.list_artifacts(session, job=job)
+            for a in found
         ]
 
     return await db.read(listing)
+
+
+def _of_target(job: Job, found: list[Artifact], target: float) -> list[Artifact]:
+    """The artifacts of one target of a sweep; 404 naming the job's targets for any other."""
+    ratios = ((job.request or {}).get("target") or {}).get("mac_ratios") or []
+    if not any(targets.label(r) == targets.label(target) for r in ratios):
+        listed = ", ".join(f"{r:g}" for r in ratios) or "none: the job is not a sweep"
+        raise NotFound(f"job {job.id} has no target {target:g} (its targets: {listed})", field="target")
+    prefix = targets.label(target) + "/"
+    return [a for a in found if a.name.startswith(prefix)]
 
 
 @router.delete(

@@ -1,0 +1,162 @@
+"""RESULTS.md section of sweeps and quality searches (issue 11), from bench/results/targets_*.json:
+the sweep's wall time against single-target jobs and each target's metric beside its independent
+run, and each search's walked curve (a plot) with the chosen model's figures on the report rows.
+Torch-free; every sentence is computed from the result JSONs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from bench.bars import Results
+from bench.markdown import fmt, table
+
+
+def _sweep_lines(record: dict[str, Any]) -> list[str]:
+    metric = record["metric"]
+    singles = {s["target"]: s for s in record["singles"]}
+    rows = []
+    for point in record["sweep"]["points"]:
+        alone = singles[point["target"]]
+        rows.append(
+            [
+                fmt(point["target"]),
+                fmt(point["mac_ratio"]),
+                fmt(point["metrics"][metric], metric),
+                fmt(alone["metrics"][metric], metric),
+                f"{abs(point['metrics'][metric] - alone['metrics'][metric]):.5f}",
+                f"{alone['wall_seconds']:.1f}",
+            ]
+        )
+    ratio = record["sweep_over_single"]
+    lines = [
+        f"**Sweep** ({record['model']}, `{record['method']}`, {record['settings']['num_samples']} "
+        f"calibration sentences, {record['settings']['eval']}): five targets in one job took "
+        f"{record['sweep']['wall_seconds']:.1f} s; a single-target job took "
+        f"{record['mean_single_seconds']:.1f} s "
+        f"on average in the same run, so the sweep cost {ratio:.2f}x one job "
+        f"({record['sweep_over_five_singles']:.2f}x the five jobs it replaces; bar: under 2x one job, "
+        f"{'PASS' if ratio < 2 else 'FAIL'}). Largest {metric} difference from the independent runs: "
+        f"{record['max_metric_difference']:.5f} (bar: 0.002, "
+        f"{'PASS' if record['max_metric_difference'] <= 0.002 else 'FAIL'}).",
+        "",
+        *table(
+            ["target", "achieved MAC", f"{metric} (sweep)", f"{metric} (alone)", "|Δ|", "single job s"], rows
+        ),
+        "",
+    ]
+    return lines
+
+
+def _search_lines(record: dict[str, Any], plot: str | None) -> list[str]:
+    search = record["search"]
+    metric = record["metric"]
+    bound = {k: v for k, v in record["target"].items() if k != "metric"}
+    ((key, value),) = bound.items()
+    chosen = search.get("chosen_mac_ratio")
+    rows = [
+        [
+            fmt(s["mac_ratio"]),
+            fmt(s.get("achieved")),
+            fmt(s.get("value"), metric),
+            "met" if s["met"] else "missed",
+        ]
+        for s in search["steps"]
+    ]
+    lines = [
+        f"**Search** ({record['model']}, `{key}: {value}` on {metric}): {len(search['steps'])} steps in "
+        f"{record['wall_seconds']:.0f} s, walked on the search rows "
+        f"({record['settings']['search_fraction']:.0%} of {record['settings']['eval']}; dense there "
+        f"{fmt(search['dense_search_value'], metric)}).",
+    ]
+    if chosen is None:
+        lines.append(f"No ratio up to {search['ceiling']} met the bound: the job ends with that result.")
+    else:
+        smallest = record["smallest_met_on_walk"]
+        lines.append(
+            f"Chosen MAC ratio {fmt(chosen)} (achieved {fmt(record['chosen']['mac_ratio'])}; the smallest "
+            f"walked ratio that met the bound: {fmt(smallest)}, so {chosen - smallest:.3f} above it, "
+            f"bar ≤ 0.05). On the "
+            f"report rows the search never saw: {metric} {fmt(search.get('report_value'), metric)} against "
+            f"dense {fmt(search.get('dense_report_value'), metric)} "
+            f"({'within' if search.get('met_on_report') else 'NOT within'} the bound)."
+        )
+    lines += ["", *table(["ratio tried", "achieved", f"{metric} (search rows)", ""], rows), ""]
+    if plot:
+        lines += [f"![{record['model']} search]({plot})", ""]
+    return lines
+
+
+def walk_plot(record: dict[str, Any], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    search, metric = record["search"], record["metric"]
+    steps = [s for s in search["steps"] if s.get("value") is not None]
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    for s in sorted(steps, key=lambda s: s["mac_ratio"]):
+        ax.scatter(s["mac_ratio"], s["value"], color="tab:green" if s["met"] else "tab:red", zorder=3)
+    xs = [s["mac_ratio"] for s in sorted(steps, key=lambda s: s["mac_ratio"])]
+    ys = [s["value"] for s in sorted(steps, key=lambda s: s["mac_ratio"])]
+    ax.plot(xs, ys, color="grey", linewidth=1)
+    for order, s in enumerate(search["steps"], start=1):
+        if s.get("value") is not None:
+            ax.annotate(
+                str(order),
+                (s["mac_ratio"], s["value"]),
+                textcoords="offset points",
+                xytext=(4, 4),
+                fontsize=8,
+            )
+    dense = search["dense_search_value"]
+    bound = record["target"]
+    limit = (
+        dense * bound["max_ratio"]
+        if "max_ratio" in bound
+        else dense + bound["max_drop"]
+        if metric in ("perplexity",)
+        else dense - bound["max_drop"]
+    )
+    ax.axhline(dense, color="black", linestyle="--", linewidth=1, label="dense (search rows)")
+    ax.axhline(limit, color="tab:orange", linestyle=":", linewidth=1.5, label="bound")
+    if search.get("chosen_mac_ratio") is not None:
+        ax.axvline(search["chosen_mac_ratio"], color="tab:blue", linewidth=1, label="chosen")
+    ax.set_xlabel("MAC ratio tried (kept block MACs)")
+    ax.set_ylabel(f"{metric} on the search rows")
+    if metric == "perplexity":
+        ax.set_yscale("log")
+    ax.invert_xaxis()
+    ax.set_title(f"{record['model'].split('/')[-1]}: search for {bound}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def targets_section(results: Results, plot_dir: Path, rel: str) -> list[str]:
+    records = results.get("targets", [])
+    if not records:
+        return []
+    lines = [
+        "## Sweeps and quality targets (issue 11)",
+        "",
+        "`python -m bench.targets`: one job per target against one sweep job (what they share: loading, "
+        "the calibration sample, the dense evaluation, the captured block inputs and the dense planning "
+        "pass), "
+        "and searches for the smallest model within a quality bound (walked on 30% of the evaluation rows, "
+        "reported on the other 70%). Wall times are whole `run_pipeline` calls on this machine.",
+        "",
+    ]
+    for record in sorted(records, key=lambda r: (r["kind"] != "sweep", r["_file"])):
+        if record["kind"] == "sweep":
+            lines += _sweep_lines(record)
+        else:
+            name = Path(record["_file"]).stem + ".png"
+            walk_plot(record, plot_dir / name)
+            lines += _search_lines(record, f"{rel}/{name}")
+    return lines
