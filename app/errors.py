@@ -49,6 +49,12 @@ class InvalidRequest(ServiceError):
     status, code, title = 422, "invalid_request", "Invalid request"
 
 
+class MetricNotEvaluated(InvalidRequest):
+    """A quality target names a metric no evaluation task of the job measures."""
+
+    code, title = "metric_not_evaluated", "The target's metric is not evaluated"
+
+
 class PayloadTooLarge(ServiceError):
     status, code, title = 413, "payload_too_large", "Payload too large"
 

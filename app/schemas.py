@@ -5,7 +5,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from core import methods as catalogue
 from core import targets
@@ -91,6 +100,11 @@ class TargetSpec(Strict):
     )
     metric: Literal["spearman", "accuracy", "macro_f1", "perplexity", "token_accuracy"] | None = None
     reference_seq_len: int | None = Field(default=None, gt=0, le=65536)
+
+    @model_serializer(mode="wrap")
+    def _given_fields(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Only the fields of the form given: a target echoed back matches one form of the schema."""
+        return {k: v for k, v in handler(self).items() if v is not None}
 
     @model_validator(mode="after")
     def _one_form(self) -> TargetSpec:

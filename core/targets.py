@@ -196,6 +196,9 @@ def search(
         except BudgetInfeasible as exc:
             result.steps.append(Step(ratio, None, False, note=str(exc)[:200]))
             return False
+        if not math.isfinite(value):  # a diverged model (inf perplexity): missed, and JSON-safe
+            result.steps.append(Step(ratio, None, False, achieved, note=f"the metric is {value}"))
+            return False
         ok = meets(value)
         result.steps.append(Step(ratio, value, ok, achieved))
         return ok

@@ -93,3 +93,12 @@ def test_the_api_offers_exactly_the_metrics_a_target_may_name() -> None:
 
     offered = typing.get_args(typing.get_args(TargetSpec.model_fields["metric"].annotation)[0])
     assert set(offered) == set(targets.METRIC_TASKS)
+
+
+def test_a_diverged_step_is_missed_and_json_safe() -> None:
+    import json
+
+    walk = targets.search(lambda r: (float("inf") if r < 0.5 else r, r), lambda value: True)
+    diverged = [s for s in walk.steps if "inf" in s.note]
+    assert diverged and all(s.value is None and not s.met for s in diverged)
+    json.dumps([s.as_dict() for s in walk.steps], allow_nan=False)

@@ -112,7 +112,7 @@ class PipelineResult:
             "params_after": self.params_after,
             "seconds": self.seconds,
             "timings": self.timings,
-            "artifact": str(self.artifact_dir),
+            "artifact": str(self.artifact_dir) if self.artifact_dir is not None else None,
             "metrics": self.metrics,
             "protocols": self.protocols,
             "resolved": self.resolved,

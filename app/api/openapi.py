@@ -187,7 +187,7 @@ def _catalogue_variants(components: dict[str, Any]) -> None:
             }
             for info in catalogue.entries()
         ]
-    target = components.get("TargetSpec")
+    target = components.get("TargetSpec", components.get("TargetSpec-Input"))
     if target is not None:  # the four forms core.targets.parse accepts, each closed
         fields = target.get("properties", {})
         target["oneOf"] = [
@@ -205,6 +205,8 @@ def _catalogue_variants(components: dict[str, Any]) -> None:
                 ("At most a ratio worse/dense of a metric", ("max_ratio", "metric")),
             )
         ]
+        if "TargetSpec-Output" in components:  # echoed back as given (no nulls): one of the same forms
+            components["TargetSpec-Output"] = {**target, "title": "TargetSpec"}
     evaluation = components.get("EvaluationSpec")
     if evaluation is not None:
         shared = {k: v for k, v in evaluation.get("properties", {}).items() if k not in ("task", "options")}

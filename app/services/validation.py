@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.db.models import Dataset
-from app.errors import InvalidRequest
+from app.errors import InvalidRequest, MetricNotEvaluated
 from app.schemas import EstimateRequest, JobRequest
 from app.services import egress
 from app.settings import Settings
@@ -58,7 +58,7 @@ def validate_job_request(
     request.method.validated_params()
     quality = request.target.parsed().quality
     if quality is not None and not any(t.task == quality.task for t in request.evaluation):
-        raise InvalidRequest(
+        raise MetricNotEvaluated(
             f"a {quality.metric} target needs a {quality.task!r} evaluation task to measure it",
             field="target.metric",
         )

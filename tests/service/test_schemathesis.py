@@ -14,8 +14,9 @@ checks and their de-duplication are the CLI's. What the test adds:
   bodies name the ones this session has, and each positive submission gets a fresh Idempotency-Key
   (a key reused with another body is refused with 422, as the Idempotency-Key draft says);
 - files of the dataset formats for the upload's parts (`schemathesis.openapi.media_type`);
-- one refusal of schema-valid data is waived, and counted: `budget_infeasible`, the least MAC
-  ratio a method reaches depends on the model's shapes, known only once its config is read.
+- two refusals of schema-valid data are waived, and counted: `budget_infeasible`, the least MAC
+  ratio a method reaches depends on the model's shapes, known only once its config is read; and
+  `metric_not_evaluated`, a quality target whose metric no evaluation task of the job measures.
 """
 
 from __future__ import annotations
@@ -46,7 +47,10 @@ from schemathesis.openapi.checks import RejectedPositiveData  # noqa: E402
 BUDGET = {"authenticated": (15, 120), "anonymous": (3, 30)}
 REFERENCING = {"POST /v1/jobs", "POST /v1/estimates"}
 WEBHOOK = "http://127.0.0.1:9/pare-webhook"  # loopback is allowed in the service tests; nothing listens
-MODEL_DEPENDENT = {"budget_infeasible"}
+# refusals of schema-valid data that no schema states: the least MAC ratio a method reaches depends
+# on the model's shapes, and a quality target's metric must be measured by one of the job's
+# evaluation tasks (a rule across two properties of the body)
+MODEL_DEPENDENT = {"budget_infeasible", "metric_not_evaluated"}
 
 
 def _register_upload_formats() -> None:

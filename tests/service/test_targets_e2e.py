@@ -146,6 +146,7 @@ def test_a_quality_search_over_http(service) -> None:  # type: ignore[no-untyped
     ) as client:
         no_task = client.post("/v1/jobs", json=body | {"evaluation": []})
         assert no_task.status_code == 422 and no_task.json()["field"] == "target.metric"
+        assert no_task.json()["code"] == "metric_not_evaluated"
         both = client.post("/v1/jobs", json=body | {"target": {"mac_ratio": 0.5, "max_drop": 0.1}})
         assert both.status_code == 422 and both.json()["field"].startswith("target")
         job_id = client.post("/v1/jobs", json=body).json()["id"]
