@@ -161,7 +161,9 @@ def walk_plot(record: dict[str, Any], path: Path) -> Path:
     if metric == "perplexity":
         ax.set_yscale("log")
     ax.invert_xaxis()
-    ax.set_title(f"{record['model'].split('/')[-1]}: search for {bound}")
+    what = (f"{metric} within {bound['max_ratio']}x dense" if "max_ratio" in bound
+            else f"{metric} within {bound['max_drop']} of dense")
+    ax.set_title(f"{record['model'].split('/')[-1]}: {what}", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     path.parent.mkdir(parents=True, exist_ok=True)
