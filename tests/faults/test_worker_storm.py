@@ -35,6 +35,9 @@ STORM_SECONDS = 60.0
 # so while it starts or imports for its first run; otherwise a random time after its first run
 # began computing (its first progress report), so during some later run, at whatever stage.
 EARLY, AFTER_START, AFTER_WARM = 0.3, (1.0, 15.0), (0.5, 6.0)
+# each job also times its model for a second or two, so a storm of tiny jobs is still running when
+# the workers die (without it the 20 jobs can all finish between two polls of the kill loop)
+BUSY = {"task": "latency", "seq_len": 32, "batch_size": 4, "min_seconds": 1.0}
 LEASE_SECONDS = "10"  # a killed run's job is re-queued by the API's reaper within ~11 s
 
 
@@ -74,7 +77,7 @@ def test_worker_storm(
         spawn()
     ids = []
     for _ in range(JOBS):
-        response = client.post("/v1/jobs", json=job_body(dataset_id))
+        response = client.post("/v1/jobs", json=job_body(dataset_id, evaluation=[BUSY]))
         assert response.status_code == 202, response.text
         ids.append(response.json()["id"])
 
