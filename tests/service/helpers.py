@@ -33,6 +33,28 @@ class FakeClock:
         self.now += seconds
 
 
+def embedded_env(hf_home: Path) -> dict[str, str]:
+    """The environment of an embedded `pare serve` (SQLite, in-process worker) on the test models:
+    this process's without its PARE_* settings, the tiny models' HF cache, a quick heartbeat."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PARE_")}
+    return env | {
+        "HF_HOME": str(hf_home),
+        "HF_HUB_OFFLINE": "1",
+        "PARE_DEVICE": "cpu",
+        "OMP_NUM_THREADS": "1",
+        "PARE_HEARTBEAT_SECONDS": "1",
+        "PARE_EVENT_INTERVAL_SECONDS": "0.2",
+        "PYTHONPATH": str(REPO),
+    }
+
+
+def pare_cli(args: list[str], *, cwd: Path, env: dict[str, str], timeout: float = 300) -> str:
+    """`pare ARGS` as a subprocess; its stdout, after asserting it exited 0."""
+    result = subprocess.run([*PARE, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

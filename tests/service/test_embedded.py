@@ -4,7 +4,6 @@ client commands drive it."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
@@ -13,26 +12,11 @@ import httpx
 from tests import factories
 from tests.service import helpers
 
-
-def _pare(args: list[str], *, cwd: Path, env: dict[str, str], timeout: float = 300) -> str:
-    result = subprocess.run(
-        [*helpers.PARE, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result.stdout
+_pare = helpers.pare_cli
 
 
 def test_embedded_serve_keys_and_client(tmp_path: Path, hf_home: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PARE_")}
-    env |= {
-        "HF_HOME": str(hf_home),
-        "HF_HUB_OFFLINE": "1",
-        "PARE_DEVICE": "cpu",
-        "OMP_NUM_THREADS": "1",
-        "PARE_HEARTBEAT_SECONDS": "1",
-        "PARE_EVENT_INTERVAL_SECONDS": "0.2",
-        "PYTHONPATH": str(helpers.REPO),
-    }
+    env = helpers.embedded_env(hf_home)
     port = helpers.free_port()
     log = tmp_path / "serve.log"
     proc = helpers.start(

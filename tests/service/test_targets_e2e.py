@@ -5,9 +5,7 @@ walk, each target's files list under its own folder (`?target=`), and an unknown
 from __future__ import annotations
 
 import json
-import os
 import random
-import subprocess
 from pathlib import Path
 
 import httpx
@@ -17,12 +15,8 @@ from tests import factories
 from tests.service import helpers
 
 
-def _pare(args: list[str], *, cwd: Path, env: dict[str, str], timeout: float = 600) -> str:
-    result = subprocess.run(
-        [*helpers.PARE, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result.stdout
+def _pare(args: list[str], *, cwd: Path, env: dict[str, str]) -> str:
+    return helpers.pare_cli(args, cwd=cwd, env=env, timeout=600)
 
 
 def _sts_pairs(path: Path, n: int = 60) -> Path:
@@ -40,16 +34,7 @@ def _sts_pairs(path: Path, n: int = 60) -> Path:
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory, hf_home: Path):  # type: ignore[no-untyped-def]
     root = tmp_path_factory.mktemp("targets")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PARE_")}
-    env |= {
-        "HF_HOME": str(hf_home),
-        "HF_HUB_OFFLINE": "1",
-        "PARE_DEVICE": "cpu",
-        "OMP_NUM_THREADS": "1",
-        "PARE_HEARTBEAT_SECONDS": "1",
-        "PARE_EVENT_INTERVAL_SECONDS": "0.2",
-        "PYTHONPATH": str(helpers.REPO),
-    }
+    env = helpers.embedded_env(hf_home)
     port = helpers.free_port()
     log = root / "serve.log"
     proc = helpers.start(
