@@ -154,12 +154,16 @@ def scale_section(results: Results, plot_dir: Path, rel: str) -> list[str]:
             for j in result["jobs"]
         ]
         s = result["settings"]
+        cuda = str(s["device"]).startswith("cuda")
+        gpus = sorted({j["gpu"] for j in result["jobs"] if j.get("gpu")})
+        torch_version = result["jobs"][0].get("torch", "?")
+        where = f"{s['device']} ({', '.join(gpus)}, torch {torch_version})" if gpus else s["device"]
         lines += [
-            "## Scale",
+            "## Scale" + (" on a GPU" if cuda else ""),
             "",
             f"Random Llama-shaped models, `id` and activation-aware `svd` at MAC {s['target']}, "
             f"calibration {s['calibration_samples']} × {s['calibration_tokens']} random token ids, device "
-            f"{s['device']}.",
+            f"{where}.",
             "",
         ]
         lines += table(
@@ -179,7 +183,27 @@ def scale_section(results: Results, plot_dir: Path, rel: str) -> list[str]:
         )
         lines += ["Fitted exponent (least squares of log time on log params):", ""]
         lines += [f"- **{label(m)}: time ∝ params^{a:.2f}**" for m, (a, _) in fits.items()] + [""]
+        timed = [j for j in jobs if j.get("latency_ms_dense")]
+        if timed:
+            lines += [f"Prefill latency, {result['protocol']['latency']}:", ""]
+            lines += table(
+                ["size", "method", "MAC ratio", "fp32 dense ms", "fp32 compressed ms", "fp32 speed-up",
+                 "bf16 dense ms", "bf16 compressed ms", "bf16 speed-up"],
+                [
+                    [j["size"], label(j["method"]), f"{j['mac_ratio']:.4f}"]
+                    + [
+                        cell
+                        for dt in ("fp32", "bf16")
+                        for cell in (
+                            f"{j['latency_ms_dense'][dt]:.2f}",
+                            f"{j['latency_ms_compressed'][dt]:.2f}",
+                            f"{j['latency_ms_dense'][dt] / j['latency_ms_compressed'][dt]:.2f}x",
+                        )
+                    ]
+                    for j in timed
+                ],
+            )
         if jobs:
-            path = plots.scale(result, fits, plot_dir / "scale.png")
+            path = plots.scale(result, fits, plot_dir / ("scale_cuda.png" if cuda else "scale.png"))
             lines += [f"![scale]({rel}/{path.name})", ""]
     return lines

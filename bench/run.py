@@ -38,6 +38,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--threads", type=int, default=None, help="torch intra-op threads (default: torch's; --quick: 1)"
     )
     parser.add_argument("--max-params", type=float, default=None, help="largest scale-suite model, e.g. 1e8")
+    parser.add_argument("--job-timeout", type=float, default=None, help="seconds per scale job")
+    parser.add_argument("--scale-sizes", default=None, help="comma-separated sizes of the scale suite")
+    parser.add_argument("--scale-methods", default=None, help="method labels of the scale suite")
     parser.add_argument("--targets", default=None, help="comma-separated MAC targets [settings]")
     parser.add_argument("--ablation-models", default=None, help="comma-separated, or 'none'")
     parser.add_argument("--factor-targets", default=None, help="MAC targets of the factorizations suite")
@@ -61,6 +64,13 @@ def build_settings(args: argparse.Namespace) -> Settings:
     overrides: dict[str, object] = {"device": args.device, "max_params": args.max_params}
     if args.threads:
         overrides["threads"] = args.threads
+    if args.job_timeout:
+        overrides["scale_job_timeout"] = args.job_timeout
+    if args.scale_sizes:
+        key = "scale_gpu_sizes" if args.device == "cuda" else "scale_sizes"
+        overrides[key] = tuple(args.scale_sizes.split(","))
+    if args.scale_methods:
+        overrides["scale_methods"] = tuple(args.scale_methods.split(","))
     if args.models:
         overrides["models"] = _split(args.models, list(MODELS), "models")
         overrides["factor_models"] = overrides["models"]

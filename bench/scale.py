@@ -7,7 +7,10 @@ random token ids. Each (size, method) runs in a fresh process (`bench.jobs`) so 
 its own. The report fits time ∝ params^a by least squares on log-log.
 
 Sizes on the CPU go to about 200M parameters; on a GPU (`--device cuda`) to about 7B. `--max-params`
-drops the larger ones. Writes bench/results/scale_llama.json.
+drops the larger ones. On a GPU each job also times a prefill forward pass of the dense and of the
+compressed model (CUDA events, fp32 as compressed, and bf16 as served) and names the device. Jobs run
+method by method, smallest size first, and the result file is rewritten after every job, so a run cut
+short keeps what finished. Writes bench/results/scale_llama.json (scale_llama_cuda.json on a GPU).
 """
 
 from __future__ import annotations
@@ -24,8 +27,8 @@ from bench.settings import Settings
 
 log = logging.getLogger(__name__)
 
-METHODS = ("id", "svd-aa")
 TARGET = 0.5
+LATENCY_BATCH, LATENCY_SEQ, LATENCY_ITERS = 1, 2048, 10
 
 
 @dataclass(frozen=True)
@@ -69,9 +72,11 @@ def run(settings: Settings, results_dir: Path) -> list[Path]:
     if settings.max_params:
         names = tuple(n for n in names if SIZES[n].params <= settings.max_params)
     samples, tokens = settings.scale_calibration
-    records = []
-    for name in names:
-        for label in METHODS:
+    records: list[dict[str, Any]] = []
+    cuda = settings.device.startswith("cuda")
+    paths: list[Path] = []
+    for label in settings.scale_methods:
+        for name in names:
             job = {
                 "size": name,
                 "method": label,
@@ -83,18 +88,26 @@ def run(settings: Settings, results_dir: Path) -> list[Path]:
                 "threads": settings.threads,
             }
             log.info("scale job %s (%d params)", job, SIZES[name].params)
-            records.append(run_in_subprocess("scale", job))
+            records.append(run_in_subprocess("scale", job, timeout=settings.scale_job_timeout))
             log.info(
                 "-> %.1f s, peak %.0f MiB",
                 records[-1].get("seconds", float("nan")),
                 records[-1].get("peak_rss_mb_compress", float("nan")),
             )
+            paths = [_write(settings, names, records, results_dir, cuda)]
+    return paths
+
+
+def _write(
+    settings: Settings, names: tuple[str, ...], records: list[dict[str, Any]], results_dir: Path, cuda: bool
+) -> Path:
+    samples, tokens = settings.scale_calibration
     payload = {
         "suite": "scale",
         "quick": settings.quick,
         "settings": {
             "sizes": {n: {**asdict(SIZES[n]), "params": SIZES[n].params} for n in names},
-            "methods": METHODS,
+            "methods": settings.scale_methods,
             "target": TARGET,
             "calibration_samples": samples,
             "calibration_tokens": tokens,
@@ -110,15 +123,18 @@ def run(settings: Settings, results_dir: Path) -> list[Path]:
         "peak_memory": "ru_maxrss of the job process after compression (includes the model), MiB",
         "fit": "least squares of log(seconds) on log(params): seconds ∝ params^a",
     }
-    return [
-        write_result(
-            "scale_llama",
-            payload,
-            seeds={"init": settings.seed, "calibration": settings.seed},
-            protocol=protocol,
-            results_dir=results_dir,
+    if cuda:
+        protocol["latency"] = (
+            f"prefill forward of batch {LATENCY_BATCH} x {LATENCY_SEQ} tokens, median of "
+            f"{LATENCY_ITERS} timed runs after 3 warm-ups (CUDA events), dense then compressed, fp32 and bf16"
         )
-    ]
+    return write_result(
+        "scale_llama_cuda" if cuda else "scale_llama",
+        payload,
+        seeds={"init": settings.seed, "calibration": settings.seed},
+        protocol=protocol,
+        results_dir=results_dir,
+    )
 
 
 def random_batches(
@@ -160,6 +176,8 @@ def scale_job(job: dict[str, Any]) -> dict[str, Any]:
     build_seconds = time.perf_counter() - start
     rss_built = peak_rss_mb()
     batches = random_batches(size.vocab, job["samples"], job["tokens"], job["seed"])
+    cuda = device.startswith("cuda")
+    dense_ms = cuda_latency_ms(model, size.vocab) if cuda else {}
     _, record = compress_point(
         model,
         batches,
@@ -181,4 +199,38 @@ def scale_job(job: dict[str, Any]) -> dict[str, Any]:
         "peak_rss_mb_built": rss_built,
         "peak_rss_mb_compress": peak_rss_mb(),
         "cuda_peak_mb": cuda_peak_mb(device),
+        **(
+            {
+                "gpu": torch.cuda.get_device_name(),
+                "torch": torch.__version__,
+                "latency_ms_dense": dense_ms,
+                "latency_ms_compressed": cuda_latency_ms(model, size.vocab),
+            }
+            if cuda
+            else {}
+        ),
     }
+
+
+def cuda_latency_ms(model: Any, vocab: int) -> dict[str, float]:
+    """Median prefill latency (ms) of `model` on its CUDA device in fp32 and in bf16 (the model is
+    cast back to fp32 after), timed with CUDA events."""
+    import torch
+
+    ids = torch.randint(0, vocab, (LATENCY_BATCH, LATENCY_SEQ), device="cuda")
+    out: dict[str, float] = {}
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        model.to(dtype)
+        times = []
+        with torch.inference_mode():
+            for i in range(3 + LATENCY_ITERS):
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                start.record()
+                model(input_ids=ids, use_cache=False, logits_to_keep=1)
+                end.record()
+                torch.cuda.synchronize()
+                if i >= 3:
+                    times.append(start.elapsed_time(end))
+        out[name] = float(sorted(times)[len(times) // 2])
+    model.to(torch.float32)
+    return out

@@ -154,6 +154,8 @@ class Settings:
     scale_gpu_sizes: tuple[str, ...] = ("0.5B", "1B", "3B", "7B")
     scale_calibration: tuple[int, int] = (32, 128)  # samples x tokens of random ids
     max_params: float | None = None
+    scale_methods: tuple[str, ...] = ("id", "svd-aa")
+    scale_job_timeout: float | None = None  # seconds per scale job; a job past it is recorded as an error
     # factorizations: each family beside id and svd-aa, with the artifact's latency and compression time
     factor_models: tuple[str, ...] = ("minilm", "sst2", "smollm2")
     factor_methods: tuple[str, ...] = ("id", "svd-aa", "block_lowrank", "monarch", "mpo")

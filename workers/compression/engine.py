@@ -186,6 +186,7 @@ def compress_to(
     method.adopt_plan(prepared.method)
     before, timings = prepared.before, dict(prepared.timings)
     if mac_target >= 1.0:
+        _gather_home(prepared, adapter)
         return adapter, _report(spec, method, before, before, [], 0, timings, started, prepared.device)
     check_reachable(spec, method, before["block_macs"])
     plan = method.plan(spec.mac_target)
@@ -196,6 +197,7 @@ def compress_to(
         on_progress or (lambda *_: None), _canceller(should_cancel), prepared.dense_stats,
     )
     timings["compression"] = time.perf_counter() - t
+    _gather_home(prepared, adapter)
     after = measure(adapter, spec.reference_seq_len)
     tokens = prepared.inputs.num_tokens if prepared.inputs else 0
     # a copy's report counts capture and planning as this target's: each artifact says what it cost
@@ -203,6 +205,13 @@ def compress_to(
                      batches=prepared.batches)
     report["timings"]["total"] += sum(prepared.timings.values())
     return adapter, report
+
+
+def _gather_home(prepared: Prepared, adapter: ModelAdapter) -> None:
+    """Blocks kept on the CPU while the rest visited the device: the rest goes back beside them, so
+    the rewritten model is on one device."""
+    if prepared.home != prepared.device:
+        move_except_layers(adapter, prepared.home)
 
 
 def compress(
