@@ -113,6 +113,7 @@ class PipelineResult:
             "seconds": self.seconds,
             "timings": self.timings,
             "artifact": str(self.artifact_dir) if self.artifact_dir is not None else None,
+            "runtimes": self.report.get("runtimes", ["pare"]) if self.artifact_dir is not None else [],
             "metrics": self.metrics,
             "protocols": self.protocols,
             "resolved": self.resolved,
@@ -375,7 +376,7 @@ def _save(
     compressed.cpu()
     return save_compressed(
         compressed, loaded.tokenizer, out_dir or config.out_dir, manifest, source=source,
-        calibration=calib_facts,
+        calibration=calib_facts, source_dir=resolved.path,
     )
 
 

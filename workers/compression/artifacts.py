@@ -1,5 +1,13 @@
 """Artifacts: a directory with model.safetensors, config.json, tokenizer files and compression.json.
 
+config.json describes the compressed shapes in the architecture's own terms when stock transformers
+can express them (`stock_config`: every block Linear dense and every block of the same widths, the
+`uniform` allocation), so `AutoModel*.from_pretrained(dir)` loads the artifact without Pare; otherwise
+it is the source model's. The source config is always in compression.json (`source_config`), and
+`runtimes` there says what loads the artifact: `pare` always, `transformers` for a stock config,
+`sentence-transformers` when the source's sentence-transformers files (modules.json, pooling and
+normalisation) were kept beside a stock config, and the formats exported later (`onnx`, `gguf`).
+
 compression.json holds the method and its parameters, per-layer kept heads and neurons or
 factor kinds, MAC and parameter accounting, the source model and revision, the calibration
 fingerprint, library versions, and `structure`: the kind and shape of every block Linear plus
@@ -44,6 +52,13 @@ from workers.compression.adapters import MODULE_KINDS, ModelAdapter, build_linea
 FORMAT = "pare.compressed/1"
 MANIFEST = "compression.json"
 WEIGHTS = "model.safetensors"
+# config keys of the widths, first present wins (the order of core.macs.Geometry.from_config)
+_INTERMEDIATE_KEYS = ("intermediate_size", "n_inner", "ffn_dim", "hidden_dim")
+_HEADS_KEYS = ("num_attention_heads", "n_head", "n_heads")
+# sentence-transformers' own files beside a model's; the module folders modules.json names travel too
+SENTENCE_TRANSFORMERS_FILES = (
+    "modules.json", "sentence_bert_config.json", "config_sentence_transformers.json",
+)
 
 
 def library_versions() -> dict[str, str]:
@@ -66,16 +81,24 @@ def save_compressed(
     *,
     source: dict[str, Any],
     calibration: dict[str, Any] | None = None,
+    source_dir: str | Path | None = None,
 ) -> Path:
-    """Write the artifact directory atomically (a temporary sibling renamed into place)."""
+    """Write the artifact directory atomically (a temporary sibling renamed into place).
+    `source_dir`: the source model's folder, whose sentence-transformers files are kept."""
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        cast(Any, model).config.save_pretrained(tmp)
+        source_config = cast(Any, model).config
+        stock = stock_config(model)
+        (stock or source_config).save_pretrained(tmp)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
+        kept_st = copy_sentence_transformers_files(Path(source_dir), tmp) if source_dir else False
         save_model(model, str(tmp / WEIGHTS), metadata={"format": "pt", "pare_format": FORMAT})
+        runtimes = ["pare"] + (["transformers"] if stock else []) + (
+            ["sentence-transformers"] if stock and kept_st else []
+        )
         manifest = {
             "format": FORMAT,
             "architecture": type(model).__name__,
@@ -84,10 +107,13 @@ def save_compressed(
             "versions": library_versions(),
             **report,
             "structure": ModelAdapter(model).manifest(),
+            "source_config": source_config.to_dict(),
+            "runtimes": runtimes,
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")
         for path in tmp.iterdir():
-            _fsync(path)
+            if path.is_file():
+                _fsync(path)
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)
@@ -95,6 +121,59 @@ def save_compressed(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def stock_config(model: nn.Module) -> transformers.PretrainedConfig | None:
+    """The config that makes stock transformers build exactly `model`'s shapes, or None when it
+    cannot say them: a factorised Linear, blocks of different widths, or pruned heads in an
+    architecture whose head width follows from hidden/heads (BERT, GPT-2, OPT, DistilBERT;
+    transformers 5 dropped `pruned_heads`). Checked, not assumed: the class is built from the
+    candidate config on the meta device and every weight's shape must equal the model's."""
+    adapter = ModelAdapter(model)
+    if any(entry["type"] != "linear" for entry in adapter.manifest()["modules"].values()):
+        return None
+    shapes = [adapter.block_shape(layer) for layer in adapter.layers]
+    if len({(s.heads, s.kv_heads, s.neurons) for s in shapes}) != 1:
+        return None
+    shape = shapes[0]
+    config = cast(Any, model).config
+    values = config.to_dict()
+    geometry = adapter.geometry
+    values[next(k for k in _INTERMEDIATE_KEYS if k in values)] = shape.neurons
+    if (shape.heads, shape.kv_heads) != (geometry.heads, geometry.kv_heads):
+        values[next(k for k in _HEADS_KEYS if k in values)] = shape.heads
+        if "num_key_value_heads" in values:
+            values["num_key_value_heads"] = shape.kv_heads
+        values["head_dim"] = geometry.head_dim
+    values["dtype"] = str(next(model.parameters()).dtype).removeprefix("torch.")
+    candidate = type(config).from_dict(values)
+    with torch.device("meta"):
+        built = type(model)(candidate)
+    want = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    got = {k: tuple(v.shape) for k, v in built.state_dict().items()}
+    return candidate if want == got else None
+
+
+def copy_sentence_transformers_files(source: Path, dest: Path) -> bool:
+    """Copy sentence-transformers' files (and the module folders modules.json lists, e.g. 1_Pooling,
+    2_Normalize) from a source model folder; False when the source is not a sentence-transformers
+    model. The Transformer module itself (path "") is the artifact's own weights and config."""
+    modules_file = source / "modules.json"
+    if not modules_file.is_file():
+        return False
+    try:
+        modules = json.loads(modules_file.read_text(encoding="utf-8"))
+        folders = [str(m["path"]) for m in modules if isinstance(m, dict) and m.get("path")]
+    except (OSError, ValueError, TypeError, KeyError):
+        return False
+    for name in SENTENCE_TRANSFORMERS_FILES:
+        if (source / name).is_file():
+            shutil.copy2(source / name, dest / name)
+    for folder in folders:
+        src = (source / folder).resolve()
+        if src.is_dir() and src.is_relative_to(source.resolve()) and not (dest / folder).exists():
+            shutil.copytree(src, dest / folder)
+    return True
 
 
 def _fsync(path: Path) -> None:
