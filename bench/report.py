@@ -19,10 +19,10 @@ from bench.report_factorizations import factorizations_section, picogpt_mpo_line
 from bench.report_picogpt import picogpt_lines
 from bench.report_quality import quality_section
 from bench.report_speed import latency_section, scale_section, speed_section
-from bench.report_targets import targets_section
+from bench.report_targets import allocation_section, targets_section
 
 SUITE_ORDER = ("quality", "speed", "latency", "scale", "picogpt", "factorizations", "picogpt_mpo",
-               "targets", "eval_baselines", "api_load")
+               "targets", "allocation", "eval_baselines", "api_load")
 
 
 def load_results(folder: Path) -> Results:
@@ -140,6 +140,7 @@ def render(results: Results, plot_dir: Path, rel: str = "plots") -> str:
         picogpt_mpo_lines(results),
         factorizations_section(results),
         targets_section(results, plot_dir, rel),
+        allocation_section(results),
         baselines_section(results),
         protocols_section(results),
     ]

@@ -25,15 +25,19 @@ def _split(sweep: dict[str, Any]) -> str:
     )
 
 
-def _bound(mode: str, run: dict[str, Any]) -> str:
+def _bound(mode: str, run: dict[str, Any]) -> str | None:
     """Why the ratio cannot fall under 2x by evaluating faster: ratio(E) = (N_sweep + 6E) / (N_one +
     2E) for an evaluation time E (a sweep evaluates dense once and each of five targets; a job
     evaluates twice), which moves monotonically from N_sweep/N_one (free evaluation) to 3."""
     singles = run["singles"]
-    evals = [s["timings"].get("evaluate_baseline", 0) + s["timings"].get("evaluate", 0) for s in singles]
+    if not all("evaluate" in s.get("timings", {}) for s in singles):
+        return None
+    evals = [s["timings"].get("evaluate_baseline", 0) + s["timings"]["evaluate"] for s in singles]
     e = sum(evals) / len(evals) / 2
     n_one = sum(s["wall_seconds"] for s in singles) / len(singles) - 2 * e
     n_sweep = run["sweep"]["wall_seconds"] - 6 * e
+    if n_one <= 0:
+        return None
     low = min(n_sweep / n_one, 3.0)
     verdict = "so no evaluation speed brings it under 2x" if low >= 2 else "so a faster evaluation could"
     return (
@@ -52,12 +56,14 @@ def _sweep_lines(record: dict[str, Any]) -> list[str]:
         "each mode's five single-target jobs and its sweep in one run. Staged (the default) sweep: "
         f"{_split(modes['staged']['sweep'])}. Unstaged sweep: {_split(modes['unstaged']['sweep'])}.",
         "",
-        "The 2x bar against the cost model sweep/one = (N_sweep + 6E) / (N_one + 2E), E one evaluation "
-        "(the single jobs' measured mean): "
-        + "; ".join(_bound(mode, modes[mode]) for mode in ("staged", "unstaged") if mode in modes)
-        + ".",
-        "",
     ]
+    bounds = [b for b in (_bound(mode, modes[mode]) for mode in ("staged", "unstaged") if mode in modes) if b]
+    if bounds:
+        lines += [
+            "The 2x bar against the cost model sweep/one = (N_sweep + 6E) / (N_one + 2E), E one "
+            "evaluation (the single jobs' measured mean): " + "; ".join(bounds) + ".",
+            "",
+        ]
     rows = []
     for name, c in comparisons.items():
         rows.append(
@@ -217,4 +223,37 @@ def targets_section(results: Results, plot_dir: Path, rel: str) -> list[str]:
             name = Path(record["_file"]).stem + ".png"
             walk_plot(record, plot_dir / name)
             lines += _search_lines(record, f"{rel}/{name}")
+    return lines
+
+
+def allocation_section(results: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """RESULTS.md lines: the metric and the runtimes per variant and target, and the trade."""
+    lines: list[str] = []
+    for record in results.get("allocation", []):
+        metric, rows = record["metric"], record["rows"]
+        lines += [
+            "## Allocation: global against uniform widths (issue 12)",
+            "",
+            f"`python -m bench.allocation`: `{record['method']}` on {record['model']}, "
+            f"{record['settings']['num_samples']} calibration sentences, {record['settings']['eval']} "
+            f"(dense {metric} {record['dense'][metric]:.4f}); each variant one sweep job. `runtimes` is "
+            "what the artifact's compression.json says loads it.",
+            "",
+        ]
+        lines += table(
+            ["variant", "target", "MAC", metric, "runtimes"],
+            [[r["variant"], f"{r['target']:g}", f"{r['mac_ratio']:.4f}", f"{r['metrics'][metric]:.4f}",
+              ", ".join(r["runtimes"])] for r in rows],
+        )
+        by = {(r["variant"], r["target"]): r["metrics"][metric] for r in rows}
+        stock = [r for r in rows if "transformers" in r["runtimes"]]
+        for target in record["targets"]:
+            best = by.get(("global (default)", target))
+            loadable = [by[(r["variant"], target)] for r in stock if r["target"] == target]
+            if best is not None and loadable:
+                lines.append(
+                    f"- MAC {target:g}: the default (global) {metric} {best:.4f}; the best artifact that "
+                    f"stock transformers loads {max(loadable):.4f} ({max(loadable) - best:+.4f})."
+                )
+        lines.append("")
     return lines

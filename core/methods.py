@@ -40,7 +40,12 @@ class StructuredParams(MethodParams):
     # auto: global for bidirectional encoders, uniform for causal decoders, whose massive
     # activations make energy-normalised error signals misleading (measured: README, bench/).
     allocation: Literal["auto", "global", "uniform"] = Field(
-        default="auto", description="How the MAC budget is split across blocks (auto: global for encoders)."
+        default="auto",
+        description=(
+            "How the MAC budget is split across blocks (auto: global for encoders, uniform for "
+            "decoders). global is more accurate on encoders; uniform widths make an artifact that "
+            "stock transformers loads (BERT-family encoders also need prune_heads false)."
+        ),
     )
     prune_heads: bool = Field(default=True, description="Prune attention heads as well as FFN neurons.")
     # Global allocation keeps at least this fraction of each component's units in every block:

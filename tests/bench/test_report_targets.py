@@ -12,9 +12,10 @@ PNG = b"\x89PNG\r\n\x1a\n"
 TARGETS = [0.9, 0.5]
 
 
-def _mode(seconds: float, sweep_seconds: float, shift: float) -> dict:  # type: ignore[type-arg]
+def _mode(seconds: float, sweep_seconds: float, shift: float, evaluate: float = 4.0) -> dict:  # type: ignore[type-arg]
     singles = [
-        {"target": t, "wall_seconds": seconds, "mac_ratio": t, "metrics": {"spearman": 0.8 + t / 10}}
+        {"target": t, "wall_seconds": seconds, "mac_ratio": t, "metrics": {"spearman": 0.8 + t / 10},
+         "timings": {"evaluate_baseline": evaluate, "evaluate": evaluate}}
         for t in TARGETS
     ]
     points = [
@@ -39,7 +40,7 @@ def _write(folder: Path, name: str, record: dict) -> None:  # type: ignore[type-
 
 
 def test_sweep_and_search_sections(tmp_path: Path) -> None:
-    staged, unstaged = _mode(10.0, 30.0, 0.0), _mode(8.0, 14.0, 0.001)
+    staged, unstaged = _mode(10.0, 30.0, 0.0), _mode(8.0, 14.0, 0.001, evaluate=2.0)
     comparisons = {
         "staged sweep vs staged jobs": {
             "mean_single_seconds": 10.0,
@@ -128,8 +129,34 @@ def test_sweep_and_search_sections(tmp_path: Path) -> None:
         in section
     )
     assert "30.0 s: 5.5 s shared" in section and "14.0 s: 5.5 s shared" in section
+    # the cost model: staged E = 4, 2 s without evaluation against the sweep's 6 s; unstaged E = 2, 4 s vs 2 s
+    assert "staged: one STS-B dev evaluation takes 4.0 s; without evaluation a job takes 2.0 s" in section
+    assert "the sweep 6.0 s (3.00x)" in section and "between 3.00x and 3x, so no evaluation speed" in section
+    assert "the sweep 2.0 s (0.50x)" in section and "so a faster evaluation could" in section
     assert "Chosen MAC ratio 0.5250" in section and "within the bound" in section
     assert "No ratio up to 0.95 met the bound" in section
     plots = {p.name: p for p in paths[1:]}
     for name in ("targets_search_minilm.png", "targets_search_smollm2.png"):
         assert plots[name].read_bytes()[:8] == PNG and f"plots/{name}" in section
+
+
+def test_allocation_section(tmp_path: Path) -> None:
+    rows = [
+        {"variant": v, "target": t, "mac_ratio": t, "metrics": {"spearman": m}, "runtimes": r}
+        for v, t, m, r in [
+            ("global (default)", 0.7, 0.869, ["pare"]),
+            ("uniform", 0.7, 0.858, ["pare"]),
+            ("uniform, all heads kept", 0.7, 0.861, ["pare", "transformers", "sentence-transformers"]),
+        ]
+    ]
+    (tmp_path / "allocation.json").write_text(json.dumps({
+        "suite": "allocation", "model": "m", "method": "id", "metric": "spearman",
+        "dense": {"spearman": 0.867}, "targets": [0.7], "rows": rows,
+        "settings": {"num_samples": 256, "eval": "stsb/dev.tsv"},
+    }))
+    report.generate(tmp_path)
+    section = (tmp_path / "RESULTS.md").read_text().split("## Allocation", 1)[1].split("\n## ", 1)[0]
+    assert ("| uniform, all heads kept | 0.7 | 0.7000 | 0.8610 | pare, transformers, sentence-transformers |"
+            in section)
+    assert ("the default (global) spearman 0.8690; the best artifact that stock transformers loads 0.8610 "
+            "(-0.0080)") in section
