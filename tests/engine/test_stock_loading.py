@@ -213,3 +213,15 @@ def test_smollm2_uniform_id_artifact_loads_in_stock_transformers(
     expected = main_output(pare, batch)
     torch.testing.assert_close(stock_outputs(artifact, batch, "AutoModelForCausalLM", tmp_path), expected,
                                atol=ATOL, rtol=0)
+
+
+def test_widths_the_config_class_refuses_keep_the_source_config(tmp_path: Path) -> None:
+    """3 of 4 heads kept: BertConfig refuses hidden 32 over 3 heads; the artifact is Pare's only."""
+    model = _compressed("bert", "id", 0.8, allocation="uniform")
+    assert model.encoder.layer[0].attention.self.num_attention_heads == 3
+    artifact = _save(model, tmp_path / "artifact")
+    assert read_manifest(artifact)["runtimes"] == ["pare"]
+    assert json.loads((artifact / "config.json").read_text())["num_attention_heads"] == 4
+    batch = batches()[0]
+    pare, _ = load_compressed(artifact, with_tokenizer=False)
+    torch.testing.assert_close(main_output(pare, batch), main_output(model, batch), atol=ATOL, rtol=0)

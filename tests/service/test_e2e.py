@@ -94,6 +94,9 @@ def test_tiny_bert_end_to_end(
     artifacts = download_all(client_a, job_id, tmp_path)
     names = {a["name"] for a in artifacts}
     assert "config.json" in names and any(n.endswith(".safetensors") for n in names)
+    # what loads the artifact, in the results as in its compression.json: heads pruned in BERT
+    manifest = json.loads((tmp_path / "compression.json").read_text())
+    assert results["runtimes"] == manifest["runtimes"] == ["pare"]
     with session_scope(settings.database_url) as session:
         rows = session.scalars(select(Artifact).where(Artifact.job_id == job_id)).all()
         assert {r.name for r in rows} == names

@@ -68,7 +68,7 @@ def _wait(client: httpx.Client, job_id: str) -> dict:  # type: ignore[type-arg]
         lambda: client.get(f"/v1/jobs/{job_id}").json()["status"] in ("succeeded", "failed"), timeout=600
     )
     job = client.get(f"/v1/jobs/{job_id}").json()
-    assert job["status"] == "succeeded", job
+    assert job["status"] == "succeeded", job.get("error")
     return job
 
 
@@ -114,6 +114,7 @@ def test_a_sweep_from_the_cli(service) -> None:  # type: ignore[no-untyped-def]
         assert missing.status_code == 404 and missing.json()["field"] == "target"
         manifest = client.get(f"/v1/jobs/{job_id}/artifacts/mac-0.6/compression.json").json()
         assert manifest["target"]["mac_ratio"] == 0.6
+        assert curve[-1]["runtimes"] == manifest["runtimes"] and manifest["runtimes"][0] == "pare"
     out = _pare(["jobs", "download", job_id, "--out", str(root / "sweep")], cwd=root, env=env)
     assert (root / "sweep" / "mac-0.8" / "config.json").is_file() and "mac-0.6/config.json" in out
 

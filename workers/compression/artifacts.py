@@ -146,9 +146,13 @@ def stock_config(model: nn.Module) -> transformers.PretrainedConfig | None:
             values["num_key_value_heads"] = shape.kv_heads
         values["head_dim"] = geometry.head_dim
     values["dtype"] = str(next(model.parameters()).dtype).removeprefix("torch.")
-    candidate = type(config).from_dict(values)
-    with torch.device("meta"):
-        built = type(model)(candidate)
+    try:
+        candidate = type(config).from_dict(values)
+        with torch.device("meta"):
+            built = type(model)(candidate)
+    except (ValueError, TypeError, KeyError, IndexError, ArithmeticError, RuntimeError, AssertionError,
+            StrictDataclassError):  # the class refuses these widths (BERT: hidden % heads)
+        return None
     want = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     got = {k: tuple(v.shape) for k, v in built.state_dict().items()}
     return candidate if want == got else None
