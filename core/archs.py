@@ -182,6 +182,14 @@ REGISTRY: dict[str, ArchSpec] = {
     "llama": _LLAMA,
     "mistral": _LLAMA,
     "qwen2": _LLAMA,
+    # Llama's layout. Qwen3 and Gemma3 normalise q and k per head over d_h (q_norm, k_norm: one
+    # d_h-wide weight shared by every head), so dropping whole heads leaves them valid. The Gemmas
+    # set head_dim apart from hidden/heads (Geometry reads it) and gate with GeGLU; Gemma3
+    # soft-caps the final logits and alternates sliding-window layers: none of it depends on the
+    # head or neuron counts.
+    "qwen3": _LLAMA,
+    "gemma": _LLAMA,
+    "gemma3_text": _LLAMA,
 }
 
 SUPPORTED_MODEL_TYPES: tuple[str, ...] = tuple(REGISTRY)

@@ -27,7 +27,8 @@ TINY = dict(hidden=32, heads=4, layers=2, inter=64, vocab=97)
 MODEL_CLASSES = {
     "bert": "BertModel", "roberta": "RobertaForSequenceClassification", "distilbert": "DistilBertModel",
     "gpt2": "GPT2LMHeadModel", "opt": "OPTForCausalLM", "llama": "LlamaForCausalLM",
-    "mistral": "MistralForCausalLM", "qwen2": "Qwen2ForCausalLM",
+    "mistral": "MistralForCausalLM", "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM",
+    "gemma": "GemmaForCausalLM", "gemma3_text": "Gemma3ForCausalLM",
 }
 
 
@@ -49,10 +50,29 @@ def tiny_config(model_type: str) -> transformers.PretrainedConfig:
         return transformers.OPTConfig(vocab_size=vocab, hidden_size=h, num_attention_heads=n,
                                       num_hidden_layers=layers, ffn_dim=inter, max_position_embeddings=64,
                                       word_embed_proj_dim=h)
+    if model_type in ("qwen3", "gemma", "gemma3_text"):
+        return _tiny_head_dim_config(model_type)
     cls = {"llama": transformers.LlamaConfig, "mistral": transformers.MistralConfig,
            "qwen2": transformers.Qwen2Config}[model_type]
     return cls(vocab_size=vocab, hidden_size=h, num_attention_heads=n, num_key_value_heads=2,
                num_hidden_layers=layers, intermediate_size=inter, max_position_embeddings=64)
+
+
+def _tiny_head_dim_config(model_type: str) -> transformers.PretrainedConfig:
+    """Qwen3 and the Gemmas with head_dim 16, not hidden/heads = 8; Gemma3 with soft-capped final
+    logits and a sliding-window layer (window 6, shorter than the test sequences) beside a full one."""
+    import transformers
+
+    common = dict(vocab_size=TINY["vocab"], hidden_size=TINY["hidden"], num_attention_heads=TINY["heads"],
+                  num_key_value_heads=2, head_dim=16, num_hidden_layers=TINY["layers"],
+                  intermediate_size=TINY["inter"], max_position_embeddings=64)
+    if model_type == "qwen3":
+        return transformers.Qwen3Config(**common)
+    if model_type == "gemma":
+        return transformers.GemmaConfig(**common)
+    return transformers.Gemma3TextConfig(**common, sliding_window=6, final_logit_softcapping=30.0,
+                                         layer_types=["sliding_attention", "full_attention"],
+                                         query_pre_attn_scalar=16)
 
 
 def tiny_model(model_type: str, seed: int = 0) -> torch.nn.Module:

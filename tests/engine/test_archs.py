@@ -1,8 +1,8 @@
 """Architecture facts from core.archs, where the engine applies them: the fused qkv layout under
 grouped-query attention, and the Grams the SVD reads.
 
-None of the eight supported architectures has a fused qkv with fewer kv heads than query heads
-(GPT-2 is fused without GQA; Llama, Mistral and Qwen2 are GQA with separate q, k, v), so a test
+None of the supported architectures has a fused qkv with fewer kv heads than query heads
+(GPT-2 is fused without GQA; the Llama family, Qwen and Gemma are GQA with separate q, k, v), so a test
 architecture that has both is registered here only: a tiny torch model whose attention splits its
 fused weight as q | k | v with its own arithmetic, driven through the engine's surgery.
 """
@@ -218,3 +218,40 @@ def test_svd_observes_one_gram_per_distinct_block_input(model_type: str) -> None
     adapter.prepare()
     method = SVDMethod(SVDParams(), adapter, 16)
     assert tuple(name for name, _ in method.observed(adapter.layers[0])) == expected
+
+
+# ----- per-head q/k norms and an explicit head_dim (Qwen3, the Gemmas) ---------------------------
+@pytest.mark.parametrize("model_type", ["qwen3", "gemma", "gemma3_text"])
+def test_head_dim_is_the_configs_not_hidden_over_heads(model_type: str) -> None:
+    adapter = ModelAdapter(tiny_model(model_type))
+    assert adapter.geometry.head_dim == 16 != adapter.geometry.hidden // adapter.geometry.heads
+    assert adapter.block_shape(adapter.layers[0]) == BlockShape(heads=4, kv_heads=2, neurons=64)
+
+
+@pytest.mark.parametrize("model_type", ["qwen3", "gemma3_text"])
+def test_pruning_heads_keeps_the_shared_per_head_q_k_norms_exact(model_type: str) -> None:
+    """q_norm and k_norm normalise each head over d_h with one d_h-wide weight shared by all heads,
+    so keeping query heads {0, 2} (one per kv group) in every block gives the dense model with the
+    dropped heads' output columns zeroed, and the norms keep their d_h-wide weights untouched."""
+    model = tiny_model(model_type)
+    for layer in model.model.layers:  # non-trivial norm weights, so a misapplied norm would show
+        with torch.no_grad():
+            layer.self_attn.q_norm.weight.uniform_(0.5, 1.5)
+            layer.self_attn.k_norm.weight.uniform_(0.5, 1.5)
+    reference = copy.deepcopy(model)
+    dh, kept, dropped = 16, np.array([0, 2]), np.array([1, 3])
+    for layer in reference.model.layers:
+        with torch.no_grad():
+            layer.self_attn.o_proj.weight[:, torch.as_tensor(head_rows(dropped, dh))] = 0.0
+    adapter = ModelAdapter(model)
+    norms = [layer.self_attn.q_norm.weight.clone() for layer in adapter.layers]
+    for layer in adapter.layers:
+        o = adapter.weight(layer, "o").detach()
+        prune_heads(adapter, layer, kept, o[:, torch.as_tensor(head_rows(kept, dh))])
+        assert adapter.block_shape(layer) == BlockShape(heads=2, kv_heads=2, neurons=64)
+    for layer, norm in zip(adapter.layers, norms, strict=True):
+        torch.testing.assert_close(layer.self_attn.q_norm.weight, norm, atol=0, rtol=0)
+    ids = torch.randint(3, 97, (2, 12), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        torch.testing.assert_close(model(input_ids=ids).logits, reference(input_ids=ids).logits,
+                                   atol=1e-5, rtol=1e-5)

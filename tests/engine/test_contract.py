@@ -304,3 +304,15 @@ class TestMistral(ArchitectureContract):
 
 class TestQwen2(ArchitectureContract):
     model_type = "qwen2"
+
+
+class TestQwen3(ArchitectureContract):
+    model_type = "qwen3"
+
+
+class TestGemma(ArchitectureContract):
+    model_type = "gemma"
+
+
+class TestGemma3Text(ArchitectureContract):
+    model_type = "gemma3_text"

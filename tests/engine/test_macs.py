@@ -77,3 +77,20 @@ def test_estimate_reports_whole_model_with_lm_head() -> None:
     assert est["model_macs"] - est["block_macs"] == 128 * 576 * 49152
     assert est["planned"]["mac_ratio"] <= 0.5
     assert est["planned"]["mac_ratio_model"] > est["planned"]["mac_ratio"]  # the LM head is not pruned
+
+
+
+GEMMA_7B = {"model_type": "gemma", "hidden_size": 3072, "num_attention_heads": 16, "num_key_value_heads": 16,
+            "head_dim": 256, "num_hidden_layers": 28, "intermediate_size": 24576, "vocab_size": 256000,
+            "architectures": ["GemmaForCausalLM"]}
+
+
+def test_explicit_head_dim_sizes_the_heads_not_hidden_over_heads() -> None:
+    """Gemma-7B: 16 heads of d_h 256 (4096 wide) in a 3072-wide model, GeGLU gated like SwiGLU."""
+    g, L = Geometry.from_config(GEMMA_7B), 128
+    d, dh = 3072, 256
+    assert g.head_dim == dh != d // 16
+    per_head = 3 * L * d * dh + 2 * L * L * dh + L * dh * d
+    per_neuron = 3 * L * d
+    assert block_macs(g, dense_shape(g), L) == 16 * per_head + 24576 * per_neuron
+    assert block_macs(g, BlockShape(5, 5, 10000), L) == 5 * per_head + 10000 * per_neuron
