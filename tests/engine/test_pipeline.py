@@ -24,7 +24,7 @@ from workers.pipeline import EvalTask, Event, PipelineConfig, PipelineResult, ru
 
 SUMMARY_KEYS = [
     "mac_ratio", "mac_ratio_model", "params_before", "params_after", "seconds", "timings", "artifact",
-    "metrics", "protocols", "resolved",
+    "runtimes", "metrics", "protocols", "resolved",
 ]
 STEPS = ["load", "calibration_data", "evaluate_baseline", "compress", "evaluate", "save", "verify"]
 

@@ -237,7 +237,7 @@ def _read_config(path: Path) -> transformers.PretrainedConfig:
         config: transformers.PretrainedConfig = transformers.AutoConfig.from_pretrained(
             path, trust_remote_code=False
         )
-    except (OSError, ValueError, TypeError, KeyError, AttributeError, ArithmeticError,
+    except (OSError, ValueError, TypeError, KeyError, IndexError, AttributeError, ArithmeticError,
             StrictDataclassError) as exc:  # what transformers' config classes raise on hostile values
         raise InvalidArtifact(f"{path}: config.json is not a readable model config ({exc})") from exc
     if getattr(config, "auto_map", None):
