@@ -31,6 +31,11 @@ ATTENTION_LINEARS = ("q", "k", "v", "qkv", "o")
 FFN_LINEARS = ("gate", "up", "down")
 
 
+# config keys of the query-head count and the FFN width across the architectures, first present wins
+HEADS_KEYS = ("num_attention_heads", "n_head", "n_heads")
+INTERMEDIATE_KEYS = ("intermediate_size", "n_inner", "ffn_dim", "hidden_dim")
+
+
 @dataclass(frozen=True)
 class Geometry:
     """The dense shapes of a transformer, read from its config."""
@@ -69,9 +74,8 @@ class Geometry:
             return value
 
         hidden = read("hidden_size", "n_embd", "dim", "d_model")
-        heads = read("num_attention_heads", "n_head", "n_heads")
-        inter = read("intermediate_size", "n_inner", "ffn_dim", "hidden_dim",
-                     default=4 * hidden if mt == "gpt2" else None)
+        heads = read(*HEADS_KEYS)
+        inter = read(*INTERMEDIATE_KEYS, default=4 * hidden if mt == "gpt2" else None)
         kv_heads = read("num_key_value_heads", default=heads)
         head_dim = read("head_dim", default=hidden // heads if hidden % heads == 0 else None)
         if heads % kv_heads:

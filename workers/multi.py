@@ -320,6 +320,6 @@ def _point(ratio: float, result: pl.PipelineResult) -> dict[str, Any]:
         "params_after": result.params_after,
         "metrics": result.metrics["compressed"],
         "seconds": result.seconds,
-        "runtimes": result.report.get("runtimes", ["pare"]),
+        "runtimes": result.runtimes,
         "artifact": str(result.artifact_dir),
     }

@@ -97,6 +97,11 @@ class PipelineResult:
     points: list[dict[str, Any]] = field(default_factory=list)
     search: dict[str, Any] | None = None
 
+    @property
+    def runtimes(self) -> list[str]:
+        """What loads the artifact (compression.json's `runtimes`)."""
+        return list(self.report.get("runtimes", ["pare"]))
+
     def summary(self) -> dict[str, Any]:
         """The JSON object `pare compress --json` prints last."""
         extra: dict[str, Any] = {}
@@ -113,7 +118,7 @@ class PipelineResult:
             "seconds": self.seconds,
             "timings": self.timings,
             "artifact": str(self.artifact_dir) if self.artifact_dir is not None else None,
-            "runtimes": self.report.get("runtimes", ["pare"]) if self.artifact_dir is not None else [],
+            "runtimes": self.runtimes if self.artifact_dir is not None else [],
             "metrics": self.metrics,
             "protocols": self.protocols,
             "resolved": self.resolved,

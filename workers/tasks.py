@@ -239,7 +239,7 @@ def summarize(result: PipelineResult) -> dict[str, Any]:
         "seconds": result.seconds,
         "timings": result.timings,
         "protocols": result.protocols,
-        "runtimes": result.report.get("runtimes", ["pare"]),
+        "runtimes": result.runtimes,
     }
 
 

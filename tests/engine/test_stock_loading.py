@@ -9,7 +9,6 @@ Tiny random models check the rule per architecture and kind; the two real models
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import subprocess
@@ -123,7 +122,7 @@ def test_runtimes_say_what_loads_the_artifact(
     arch: str, method: str, params: dict[str, Any], stock: bool, tmp_path: Path
 ) -> None:
     model = _compressed(arch, method, 0.6, **params)
-    source = copy.deepcopy(tiny_model(arch).config.to_dict())
+    source = tiny_model(arch).config.to_dict()
     artifact = _save(model, tmp_path / "artifact")
     manifest = read_manifest(artifact)
     assert manifest["runtimes"] == (["pare", "transformers"] if stock else ["pare"])

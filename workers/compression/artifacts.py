@@ -46,15 +46,15 @@ from torch import nn
 
 from core.errors import InvalidArtifact, ModelCorrupt, ModelRefused, UnsupportedArchitecture
 from core.kinds import from_entry
-from core.macs import Geometry, linear_shapes
+from core.macs import HEADS_KEYS, INTERMEDIATE_KEYS, Geometry, linear_shapes
 from workers.compression.adapters import MODULE_KINDS, ModelAdapter, build_linear, linear_dims, set_module
 
 FORMAT = "pare.compressed/1"
 MANIFEST = "compression.json"
 WEIGHTS = "model.safetensors"
-# config keys of the widths, first present wins (the order of core.macs.Geometry.from_config)
-_INTERMEDIATE_KEYS = ("intermediate_size", "n_inner", "ffn_dim", "hidden_dim")
-_HEADS_KEYS = ("num_attention_heads", "n_head", "n_heads")
+# what a transformers model class raises when it cannot build a config's values
+_BUILD_ERRORS = (ValueError, TypeError, KeyError, IndexError, ArithmeticError, RuntimeError, AssertionError,
+                 StrictDataclassError)
 # sentence-transformers' own files beside a model's; the module folders modules.json names travel too
 SENTENCE_TRANSFORMERS_FILES = (
     "modules.json", "sentence_bert_config.json", "config_sentence_transformers.json",
@@ -139,9 +139,9 @@ def stock_config(model: nn.Module) -> transformers.PretrainedConfig | None:
     config = cast(Any, model).config
     values = config.to_dict()
     geometry = adapter.geometry
-    values[next(k for k in _INTERMEDIATE_KEYS if k in values)] = shape.neurons
+    values[next(k for k in INTERMEDIATE_KEYS if k in values)] = shape.neurons
     if (shape.heads, shape.kv_heads) != (geometry.heads, geometry.kv_heads):
-        values[next(k for k in _HEADS_KEYS if k in values)] = shape.heads
+        values[next(k for k in HEADS_KEYS if k in values)] = shape.heads
         if "num_key_value_heads" in values:
             values["num_key_value_heads"] = shape.kv_heads
         values["head_dim"] = geometry.head_dim
@@ -150,8 +150,7 @@ def stock_config(model: nn.Module) -> transformers.PretrainedConfig | None:
         candidate = type(config).from_dict(values)
         with torch.device("meta"):
             built = type(model)(candidate)
-    except (ValueError, TypeError, KeyError, IndexError, ArithmeticError, RuntimeError, AssertionError,
-            StrictDataclassError):  # the class refuses these widths (BERT: hidden % heads)
+    except _BUILD_ERRORS:  # the class refuses these widths (BERT: hidden % heads)
         return None
     want = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     got = {k: tuple(v.shape) for k, v in built.state_dict().items()}
@@ -269,8 +268,7 @@ def _build_model(path: Path, cls: type[transformers.PreTrainedModel],
     asserts that one)."""
     try:
         return cls(config)
-    except (ValueError, TypeError, KeyError, IndexError, ArithmeticError, RuntimeError, AssertionError,
-            StrictDataclassError) as exc:
+    except _BUILD_ERRORS as exc:
         raise InvalidArtifact(
             f"{path}: config.json does not build a {cls.__name__} ({type(exc).__name__}: {exc})"
         ) from exc
